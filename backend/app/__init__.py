@@ -1,0 +1,1 @@
+"""The FastAPI application: construction, lifespan, cross-cutting HTTP concerns."""

@@ -1,0 +1,56 @@
+"""FastAPI dependencies and their ``Annotated`` aliases (``SessionDep``, ``SettingsDep``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.config import Settings
+from backend.errors import UnsupportedMediaTypeError
+
+MAX_PAGE_SIZE = 200
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.session_factory() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 200).")]
+OffsetQuery = Annotated[int, Query(ge=0, description="Number of items to skip.")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes the POST safe to retry: the same key and body return the stored response.",
+    ),
+]
+IfMatchHeader = Annotated[
+    str | None,
+    Header(alias="If-Match", description="ETag of the version you read; a mismatch answers 412."),
+]
+
+
+def require_json_body(request: Request) -> None:
+    """Refuse request bodies that are not JSON (415), before the body is parsed."""
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if not has_body:
+        return
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"request bodies must be application/json, got {media_type or 'no Content-Type'}"
+        )

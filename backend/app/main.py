@@ -1,0 +1,164 @@
+"""The application factory, its lifespan, and the ``python -m backend.app.main`` entry point."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from backend import __version__
+from backend.app.deps import require_json_body
+from backend.app.problems import install_problem_handlers
+from backend.config import Settings, SettingsError, get_settings
+from backend.db.engine import create_engine, create_session_factory
+from backend.db.migrations import upgrade_to_head
+from backend.db.types import utcnow
+from backend.routers import health, tasks
+from backend.schemas.health import ServiceInfoRead
+from backend.schemas.problem import Problem
+
+logger = logging.getLogger("backend")
+
+DESCRIPTION = (
+    "Runs an MGX-style multi-agent software team (Mike plans, Alex codes, Bob tests, Charlie reviews) "
+    "as durable background jobs. Errors are `application/problem+json` (RFC 9457)."
+)
+
+
+def configure_logging(level: str) -> None:
+    """Send the service's logs to stderr at ``level``, unless the host already configured logging."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("backend").setLevel(level)
+    logging.getLogger("mgx_agent").setLevel(level)
+    # Alembic announces its context on every schema check (readiness probes); we log migrations ourselves.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    configure_logging(settings.log_level)
+    engine = create_engine(
+        settings.sqlalchemy_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        echo=settings.debug,
+    )
+    redis = None
+    try:
+        if settings.db_auto_migrate:
+            await upgrade_to_head(engine)
+        if settings.redis_url is not None:
+            import redis.asyncio as redis_asyncio
+
+            redis = redis_asyncio.Redis.from_url(
+                settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
+            )
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.redis = redis
+        app.state.started_at = utcnow()
+        app.state.started_monotonic = time.monotonic()
+        logger.info(
+            "started: database %s (%s), cache %s",
+            settings.database_dialect,
+            "migrated" if settings.db_auto_migrate else "migrations not applied automatically",
+            settings.mgx_cache_backend if settings.mgx_enable_caching else "off",
+        )
+        yield
+    finally:
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+        logger.info("stopped")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="MGX Agent API",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(require_json_body)],
+        debug=False,
+    )
+    app.state.settings = settings
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Location", "Idempotent-Replayed"],
+    )
+    install_problem_handlers(app)
+
+    @app.get("/", response_model=ServiceInfoRead, tags=["service"], summary="Service information")
+    async def service_info() -> ServiceInfoRead:
+        return ServiceInfoRead(
+            name="MGX Agent API",
+            version=__version__,
+            description=DESCRIPTION,
+            docs="/docs",
+            redoc="/redoc",
+            openapi="/openapi.json",
+            health="/health/",
+        )
+
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    _register_problem_schema(app)
+    return app
+
+
+def _register_problem_schema(app: FastAPI) -> None:
+    """Make ``Problem`` a named component even when only referenced from ``error_responses``."""
+    original = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = original()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+            for name, definition in components["Problem"].pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _app_or_exit() -> FastAPI:
+    try:
+        return create_app()
+    except SettingsError as exc:
+        print(f"mgx-agent-api: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _app_or_exit()
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "backend.app.main:app",
+        host=settings.api_host,
+        port=settings.api_port,
+        reload=settings.api_reload,
+        workers=None if settings.api_reload else settings.api_workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

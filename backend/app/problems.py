@@ -1,0 +1,94 @@
+"""Maps every error the service can raise to an RFC 9457 ``application/problem+json`` response."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.errors import APIError
+from backend.schemas.problem import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, field_path
+
+logger = logging.getLogger("backend.errors")
+
+_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type"}
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    title: str | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    phrase = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + (slug or _SLUGS.get(status) or phrase.lower().replace(" ", "-")),
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    errors = []
+    for error in exc.errors():
+        location, *path = error.get("loc", ()) or ("body",)
+        if error.get("type") == "json_invalid":
+            path = []  # the location is a character offset, not a field
+        errors.append(
+            {
+                "field": field_path(path) or str(location),
+                "location": str(location),
+                "message": error.get("msg", "invalid value"),
+                "type": error.get("type", "value_error"),
+            }
+        )
+    return errors
+
+
+async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    return problem_response(
+        request, exc.status_code, exc.detail, slug=exc.slug, title=exc.title, extra=exc.extra, headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = _field_errors(exc)
+    if any(error["type"] == "json_invalid" for error in errors):
+        detail = "the request body is not valid JSON"
+    else:
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors[:5])
+    return problem_response(request, 422, detail, slug="validation-error", extra={"errors": errors})
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(request, 500, "the server hit an unexpected error; it has been logged")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)

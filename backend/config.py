@@ -1,0 +1,197 @@
+"""Service settings: one ``Settings`` object read from the environment, then ``.env``, then defaults.
+
+Invalid values stop start-up with one line naming the variable (``SettingsError``); secrets are
+``SecretStr`` and never rendered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_CORS_ORIGINS = [
+    "http://localhost:3000",
+    "http://localhost:8000",
+    "http://127.0.0.1:3000",
+    "http://127.0.0.1:8000",
+]
+
+# Drivers the service runs on; other spellings of the same databases are normalised to these.
+_DRIVER_ALIASES = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; the message names each offending variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # API server
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_reload: bool = False
+    api_workers: int = Field(1, ge=1, le=64)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+
+    # Team defaults (tasks may override some per task)
+    mgx_max_rounds: int = Field(5, ge=1, le=20)
+    mgx_max_revision_rounds: int = Field(2, ge=0, le=5)
+    mgx_max_memory_size: int = Field(50, ge=10, le=500)
+    mgx_enable_caching: bool = True
+    mgx_cache_backend: Literal["none", "memory", "redis"] = "memory"
+    mgx_cache_max_entries: int = Field(1024, ge=1, le=100_000)
+    mgx_cache_ttl_seconds: int = Field(3600, ge=60, le=86_400)
+
+    # Database: DATABASE_URL wins; else DB_HOST selects PostgreSQL; else embedded SQLite.
+    database_url: SecretStr | None = None
+    db_host: str | None = None
+    db_port: int = Field(5432, ge=1, le=65535)
+    db_user: str = "postgres"
+    db_password: SecretStr = SecretStr("")
+    db_name: str = "mgx_agent"
+    db_pool_size: int = Field(10, ge=1, le=100)
+    db_max_overflow: int = Field(20, ge=0, le=200)
+    db_auto_migrate: bool | None = None
+    sqlite_path: Path = Path("data/mgx.db")
+
+    redis_url: SecretStr | None = None
+
+    log_level: LogLevel = "INFO"
+    debug: bool = False
+
+    idempotency_ttl_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("db_host", "database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _normalise_database_url(value.get_secret_value())
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = value.get_secret_value().split("://", 1)[0]
+            if scheme not in {"redis", "rediss", "unix"} or "://" not in value.get_secret_value():
+                raise ValueError("must look like redis://host:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_auto_migrate(self) -> Settings:
+        if self.db_auto_migrate is None:
+            self.db_auto_migrate = self.database_dialect == "sqlite"
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        """The async SQLAlchemy URL, with the password inside (never log it: use ``safe_database_url``)."""
+        if self.database_url is not None:
+            return _normalise_database_url(self.database_url.get_secret_value())
+        if self.db_host:
+            return URL.create(
+                "postgresql+asyncpg",
+                username=self.db_user,
+                password=self.db_password.get_secret_value() or None,
+                host=self.db_host,
+                port=self.db_port,
+                database=self.db_name,
+            )
+        return URL.create("sqlite+aiosqlite", database=str(self.sqlite_path))
+
+    @property
+    def database_dialect(self) -> str:
+        return self.sqlalchemy_url.get_backend_name()
+
+    @property
+    def safe_database_url(self) -> str:
+        return self.sqlalchemy_url.render_as_string(hide_password=True)
+
+    @property
+    def host_is_loopback(self) -> bool:
+        if self.api_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.api_host).is_loopback
+        except ValueError:
+            return False
+
+
+def _normalise_database_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ValueError("is not a valid database URL (e.g. postgresql://user@host:5432/db)") from exc
+    driver = _DRIVER_ALIASES.get(url.drivername)
+    if driver is None:
+        raise ValueError(f"uses unsupported driver {url.drivername!r}: use postgresql:// or sqlite://")
+    url = url.set(drivername=driver)
+    if driver.startswith("postgresql") and not url.host:
+        raise ValueError("has no host")
+    return url
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        variable = "_".join(str(part) for part in item["loc"][:1]).upper() or "settings"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning validation errors into one ``SettingsError`` line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {_describe(exc)}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,65 @@
+"""The async engine and session factory, with SQLite tuned for a concurrent service.
+
+SQLite runs in WAL mode with foreign keys on and a busy timeout, and every transaction starts
+with ``BEGIN IMMEDIATE`` so that a read-then-write (claiming a run, bumping a version) cannot
+fail half-way with "database is locked" when another connection writes at the same time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY_OPTION = "read_only"
+
+
+def create_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(url, echo=echo)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        echo=echo,
+    )
+
+
+def _create_sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _tune(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        # Read-only work (probes) opts out with execution_options(read_only=True): under WAL a
+        # deferred transaction never waits for writers.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)

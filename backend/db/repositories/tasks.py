@@ -1,0 +1,56 @@
+"""SQL for tasks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Run, Task
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class TaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(
+        self, *, status: str | None, query: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Task], int]:
+        conditions = []
+        if status:
+            conditions.append(Task.status == status)
+        if query:
+            pattern = _like_pattern(query)
+            conditions.append(
+                or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\"))
+            )
+        total = await self.session.scalar(select(func.count()).select_from(Task).where(*conditions))
+        rows = await self.session.scalars(
+            select(Task).where(*conditions).order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
+        )
+        return rows.all(), int(total or 0)
+
+    async def get(self, task_id: uuid.UUID) -> Task | None:
+        return await self.session.get(Task, task_id)
+
+    async def add(self, task: Task) -> Task:
+        self.session.add(task)
+        await self.session.flush()
+        return task
+
+    async def delete(self, task: Task) -> None:
+        await self.session.delete(task)
+        await self.session.flush()
+
+    async def runs_in_status(self, task_id: uuid.UUID, statuses: Collection[str]) -> Sequence[Run]:
+        rows = await self.session.scalars(
+            select(Run).where(Run.task_id == task_id, Run.status.in_(list(statuses))).order_by(Run.number)
+        )
+        return rows.all()

@@ -1,0 +1,109 @@
+"""Tasks API: what the team should build."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from backend.app.deps import (
+    IdempotencyKeyHeader,
+    IfMatchHeader,
+    LimitQuery,
+    OffsetQuery,
+    SessionDep,
+    SettingsDep,
+)
+from backend.schemas.common import Page
+from backend.schemas.problem import error_responses
+from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
+from backend.services.etags import etag
+from backend.services.run_states import ALL_STATUSES
+from backend.services.tasks import TaskService
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TASK_STATUSES = sorted(ALL_STATUSES | {"pending"})
+
+
+def _service(session: SessionDep, settings: SettingsDep) -> TaskService:
+    return TaskService(session, idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
+
+
+@router.get("/", response_model=Page[TaskRead], summary="List tasks", responses=error_responses(422))
+async def list_tasks(
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: LimitQuery = 50,
+    offset: OffsetQuery = 0,
+    status_filter: Annotated[
+        str | None, Query(alias="status", description=f"One of: {', '.join(TASK_STATUSES)}.")
+    ] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text to find in title or description.")] = None,
+) -> Page[TaskRead]:
+    items, total = await _service(session, settings).list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
+    return Page[TaskRead](
+        items=[TaskRead.model_validate(task) for task in items], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post(
+    "/",
+    response_model=TaskRead,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a task",
+    responses=error_responses(409, 415, 422),
+)
+async def create_task(
+    body: TaskCreate, session: SessionDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Any:
+    created = await _service(session, settings).create_task(body, idempotency_key=idempotency_key)
+    headers = {"Location": created.location, "ETag": etag(created.body["version"])}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(created.body, status_code=status.HTTP_201_CREATED, headers=headers)
+
+
+@router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))
+async def get_task(task_id: uuid.UUID, session: SessionDep, settings: SettingsDep, response: Response) -> TaskRead:
+    task = await _service(session, settings).get_task(task_id)
+    response.headers["ETag"] = etag(task.version)
+    return TaskRead.model_validate(task)
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=TaskRead,
+    summary="Update a task partially",
+    responses=error_responses(404, 412, 415, 422),
+)
+async def update_task(
+    task_id: uuid.UUID,
+    body: TaskUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    if_match: IfMatchHeader = None,
+) -> TaskRead:
+    task = await _service(session, settings).update_task(task_id, body, if_match=if_match)
+    response.headers["ETag"] = etag(task.version)
+    return TaskRead.model_validate(task)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a task",
+    responses=error_responses(404, 409, 412, 422),
+)
+async def delete_task(
+    task_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    cascade: Annotated[bool, Query(description="Cancel the task's active runs, then delete.")] = False,
+    if_match: IfMatchHeader = None,
+) -> Response:
+    await _service(session, settings).delete_task(task_id, if_match=if_match, cascade=cascade)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""Pydantic request and response models (``<Resource>Create``, ``<Resource>Update``, ``<Resource>Read``)."""

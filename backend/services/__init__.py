@@ -1,0 +1,1 @@
+"""Business rules of the service. No HTTP types here: routers translate, services decide."""

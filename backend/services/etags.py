@@ -1,0 +1,22 @@
+"""Entity tags for optimistic concurrency: ``ETag`` on reads, ``If-Match`` on writes."""
+
+from __future__ import annotations
+
+from backend.errors import PreconditionFailedError
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def ensure_if_match(if_match: str | None, version: int) -> None:
+    """Raise 412 unless ``If-Match`` is absent, ``*``, or names the current version."""
+    if if_match is None:
+        return
+    candidates = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if "*" in candidates or etag(version) in candidates:
+        return
+    raise PreconditionFailedError(
+        f"If-Match {if_match} does not match the current version {etag(version)}; read it again",
+        extra={"current_etag": etag(version)},
+    )

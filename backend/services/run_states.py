@@ -1,0 +1,62 @@
+"""The run status machine: every status change of a run goes through ``transition``.
+
+```
+queued -> planning -> awaiting_approval -approve-> queued -> running -> completed|failed|cancelled
+                                         -reject(feedback)-> queued (replan)
+                                         -reject(no replan)-> rejected
+                                         -approval timeout-> expired
+any non-terminal -> cancelled
+```
+"""
+
+from __future__ import annotations
+
+from backend.db.models import Run
+from backend.db.types import utcnow
+from backend.errors import ConflictError
+
+QUEUED = "queued"
+PLANNING = "planning"
+AWAITING_APPROVAL = "awaiting_approval"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+REJECTED = "rejected"
+EXPIRED = "expired"
+
+TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, REJECTED, EXPIRED})
+ACTIVE_STATUSES = frozenset({QUEUED, PLANNING, AWAITING_APPROVAL, RUNNING})
+ALL_STATUSES = TERMINAL_STATUSES | ACTIVE_STATUSES
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    # queued -> queued is a lease returned by a crashed or stopping worker.
+    QUEUED: frozenset({PLANNING, RUNNING, QUEUED, CANCELLED, FAILED}),
+    PLANNING: frozenset({AWAITING_APPROVAL, QUEUED, CANCELLED, FAILED}),
+    AWAITING_APPROVAL: frozenset({QUEUED, REJECTED, EXPIRED, CANCELLED}),
+    RUNNING: frozenset({COMPLETED, FAILED, CANCELLED, QUEUED}),
+}
+
+
+def can_transition(current: str, new: str) -> bool:
+    return new in ALLOWED_TRANSITIONS.get(current, frozenset())
+
+
+def transition(run: Run, new_status: str) -> None:
+    """Move ``run`` to ``new_status`` or raise ``ConflictError`` naming the current status."""
+    if not can_transition(run.status, new_status):
+        raise ConflictError(
+            f"run {run.id} is {run.status}; it cannot become {new_status}",
+            extra={"current_status": run.status},
+        )
+    now = utcnow()
+    run.status = new_status
+    run.updated_at = now
+    run.version += 1
+    if new_status == QUEUED:
+        run.queued_at = now
+    if new_status in TERMINAL_STATUSES:
+        run.finished_at = now
+        run.lease_owner = None
+        run.lease_expires_at = None
+        run.approval_expires_at = None
