@@ -100,7 +100,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("db_host", "database_url", "redis_url", mode="before")
+    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -267,3 +267,12 @@ class TestEntryPoint:
         assert output.splitlines() == [output]
         assert "API_PORT" in output and "Traceback" not in output
         assert "do-not-print" not in output
+
+
+class TestEnvExample:
+    def test_env_example_lists_every_setting_and_loads_to_the_defaults(self, clean_env: Path) -> None:
+        example = (PROJECT_ROOT / ".env.example").read_text()
+        names = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
+        assert names == {name.upper() for name in Settings.model_fields}
+        (clean_env / ".env").write_text(example)
+        assert load_settings() == Settings(_env_file=None)
