@@ -1,0 +1,402 @@
+"""OpenAICompatibleClient: Chat Completions over httpx for any OpenAI-compatible endpoint.
+
+Covers OpenAI, Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter and similar servers.
+One ``httpx.AsyncClient`` per client instance is shared by every run. Transient failures
+(429, 5xx, connection errors, timeouts) are retried with exponential backoff and full jitter,
+honouring Retry-After; everything else becomes an ``mgx_agent.errors`` type whose message says
+what the user can change. The API key never appears in an error message or log line.
+
+A streamed call that breaks midway is retried like any other, so ``on_delta`` may see the
+start of the reply twice; deltas are a live preview, the returned content is authoritative.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from mgx_agent import __version__
+from mgx_agent.errors import (
+    LLMAuthError,
+    LLMBadResponseError,
+    LLMConnectionError,
+    LLMError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+)
+from mgx_agent.llm.base import CallContext, ChatMessage, DeltaCallback, LLMResponse, TokenUsage
+from mgx_agent.llm.config import LLMConfig
+
+logger = logging.getLogger("mgx_agent.llm")
+
+# How much of a provider's error body is quoted back to the user.
+_ERROR_EXCERPT_CHARS = 300
+
+
+class _RetryableFailure(Exception):
+    """An attempt failed in a way another attempt may fix; ``error`` is raised if none does."""
+
+    def __init__(self, error: LLMError, retry_after: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (4 characters per token) for providers that report no usage."""
+    return len(text) // 4
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class OpenAICompatibleClient:
+    provider = "openai"
+    # LLMSession passes temperature / max_tokens per call only to clients that declare this.
+    accepts_sampling_params = True
+
+    def __init__(self, config: LLMConfig, http_client: httpx.AsyncClient | None = None) -> None:
+        self._config = config
+        self._base_url = config.effective_base_url
+        self._endpoint = f"{self._base_url}/chat/completions"
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._secret = config.api_key.get_secret_value() if config.api_key else ""
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def complete(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str,
+        context: CallContext,
+        on_delta: DeltaCallback | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> LLMResponse:
+        stream = self._config.stream or on_delta is not None
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": self._config.temperature if temperature is None else temperature,
+        }
+        max_tokens = self._config.max_tokens if max_tokens is None else max_tokens
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        headers = self._headers(context)
+
+        attempts = self._config.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                if stream:
+                    return await self._stream_once(payload, headers, messages, on_delta)
+                return await self._request_once(payload, headers, messages)
+            except _RetryableFailure as failure:
+                if attempt + 1 >= attempts:
+                    # Keep the transport error (if any) as the cause for debugging.
+                    raise failure.error from failure.__cause__
+                delay = self._retry_delay(attempt, failure.retry_after)
+                logger.warning(
+                    "LLM call %s/%s for %s failed (%s); retry %d of %d in %.2fs",
+                    context.role,
+                    context.action,
+                    model,
+                    failure.error.message,
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    async def aclose(self) -> None:
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None
+
+
+    async def _request_once(
+        self, payload: dict[str, Any], headers: dict[str, str], messages: list[ChatMessage]
+    ) -> LLMResponse:
+        try:
+            response = await self._client().post(self._endpoint, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._transport_failure(exc) from exc
+        if response.status_code != 200:
+            raise self._status_failure(
+                response.status_code, response.headers, response.text, payload
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            what = f"a body that is not JSON: {_excerpt(response.text)}"
+            raise self._bad_response(what) from None
+        return self._parse_completion(body, payload, messages)
+
+    async def _stream_once(
+        self,
+        payload: dict[str, Any],
+        headers: dict[str, str],
+        messages: list[ChatMessage],
+        on_delta: DeltaCallback | None,
+    ) -> LLMResponse:
+        parts: list[str] = []
+        usage: TokenUsage | None = None
+        model = payload["model"]
+        saw_choice = False
+        finish_reason: str | None = None
+        try:
+            async with self._client().stream(
+                "POST", self._endpoint, json=payload, headers=headers
+            ) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    raise self._status_failure(
+                        response.status_code, response.headers, text, payload
+                    )
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # SSE comments, event names and blank separators
+                    data = line[len("data:") :].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = self._parse_chunk(data)
+                    model = chunk.get("model") or model
+                    if chunk.get("usage"):
+                        usage = _usage_from(chunk["usage"]) or usage
+                    for choice in chunk.get("choices") or []:
+                        saw_choice = True
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                        delta = (choice.get("delta") or {}).get("content")
+                        if delta:
+                            parts.append(delta)
+                            if on_delta is not None:
+                                await on_delta(delta)
+        except httpx.HTTPError as exc:
+            raise self._transport_failure(exc) from exc
+        if not saw_choice:
+            raise self._bad_response("a stream without any choices")
+        content = "".join(parts)
+        if not content and finish_reason == "length":
+            raise self._cut_off()
+        if usage is None:
+            usage = TokenUsage(_prompt_estimate(messages), estimate_tokens(content))
+        return LLMResponse(content=content, model=model, provider=self.provider, usage=usage)
+
+
+    def _parse_completion(
+        self, body: Any, payload: dict[str, Any], messages: list[ChatMessage]
+    ) -> LLMResponse:
+        if not isinstance(body, dict):
+            raise self._bad_response(f"JSON that is not an object: {_excerpt(json.dumps(body))}")
+        if "error" in body and not body.get("choices"):
+            raise self._bad_response(f"an error object: {_excerpt(json.dumps(body['error']))}")
+        choices = body.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._bad_response("a completion without choices")
+        message = choices[0].get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            refusal = message.get("refusal") if isinstance(message, dict) else None
+            if refusal:
+                raise self._bad_response(f"a refusal instead of content: {_excerpt(str(refusal))}")
+            raise self._bad_response("a completion without message content")
+        if not content and choices[0].get("finish_reason") == "length":
+            raise self._cut_off()
+        usage = _usage_from(body.get("usage")) or TokenUsage(
+            _prompt_estimate(messages), estimate_tokens(content)
+        )
+        model = body.get("model") if isinstance(body.get("model"), str) else payload["model"]
+        return LLMResponse(content=content, model=model, provider=self.provider, usage=usage)
+
+    def _parse_chunk(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise self._bad_response(f"a stream chunk that is not JSON: {_excerpt(data)}") from None
+        if not isinstance(chunk, dict):
+            raise self._bad_response(f"a stream chunk that is not an object: {_excerpt(data)}")
+        if "error" in chunk:
+            error = _excerpt(json.dumps(chunk["error"]))
+            raise self._bad_response(f"an error in the stream: {error}")
+        return chunk
+
+
+    def _status_failure(
+        self, status: int, headers: httpx.Headers, text: str, payload: dict[str, Any]
+    ) -> Exception:
+        where = f"LLM provider at {self._base_url}"
+        detail = self._scrub(_excerpt(_provider_message(text)))
+        if status == 401:
+            if self._secret:
+                return LLMAuthError(f"{where} rejected the API key (401): set MGX_LLM_API_KEY")
+            return LLMAuthError(f"{where} requires an API key (401): set MGX_LLM_API_KEY")
+        if status == 403:
+            return LLMAuthError(
+                f"{where} refused access (403) to model {payload['model']!r}: check that "
+                f"MGX_LLM_API_KEY may use it ({detail})"
+            )
+        if status == 429:
+            return _RetryableFailure(
+                LLMRateLimitError(
+                    f"{where} kept rate limiting (429) after {self._config.max_retries + 1} "
+                    f"attempts: lower the number of concurrent runs or raise MGX_LLM_MAX_RETRIES "
+                    f"({detail})"
+                ),
+                retry_after=parse_retry_after(headers.get("retry-after")),
+            )
+        if status == 404:
+            return LLMError(
+                f"{where} answered 404 for {self._endpoint} (model {payload['model']!r}): check "
+                f"MGX_LLM_BASE_URL (usually ends in /v1) and MGX_LLM_MODEL ({detail})"
+            )
+        if status == 408 or status >= 500:
+            return _RetryableFailure(
+                LLMError(
+                    f"{where} failed with HTTP {status} after {self._config.max_retries + 1} "
+                    f"attempts ({detail})"
+                ),
+                retry_after=parse_retry_after(headers.get("retry-after")),
+            )
+        return LLMError(
+            f"{where} rejected the request with HTTP {status} "
+            f"(model {payload['model']!r}): {detail}"
+        )
+
+    def _transport_failure(self, exc: httpx.HTTPError) -> Exception:
+        attempts = self._config.max_retries + 1
+        if isinstance(exc, httpx.TimeoutException):
+            return _RetryableFailure(
+                LLMTimeoutError(
+                    f"LLM provider at {self._base_url} did not answer within "
+                    f"{self._config.timeout_seconds:g}s ({attempts} attempts): raise "
+                    f"MGX_LLM_TIMEOUT_SECONDS or check the provider's load"
+                )
+            )
+        if isinstance(exc, httpx.TransportError):
+            reason = self._scrub(str(exc) or type(exc).__name__)
+            return _RetryableFailure(
+                LLMConnectionError(
+                    f"could not reach LLM provider at {self._base_url} ({attempts} attempts): "
+                    f"{reason}; check MGX_LLM_BASE_URL and that the server is running"
+                )
+            )
+        reason = self._scrub(str(exc) or type(exc).__name__)
+        return LLMError(f"request to LLM provider at {self._base_url} failed: {reason}")
+
+    def _bad_response(self, what: str) -> LLMBadResponseError:
+        return LLMBadResponseError(
+            f"LLM provider at {self._base_url} answered with {self._scrub(what)}; check that "
+            f"MGX_LLM_BASE_URL points at an OpenAI-compatible /v1 endpoint"
+        )
+
+    def _cut_off(self) -> LLMBadResponseError:
+        return LLMBadResponseError(
+            f"LLM provider at {self._base_url} stopped before writing any content "
+            f"(finish_reason=length): raise MGX_LLM_MAX_TOKENS"
+        )
+
+    def _scrub(self, text: str) -> str:
+        if self._secret and self._secret in text:
+            text = text.replace(self._secret, "***")
+        return text
+
+
+    def _client(self) -> httpx.AsyncClient:
+        # Created on first use so building a client never needs a running event loop.
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    self._config.timeout_seconds, connect=min(self._config.timeout_seconds, 10.0)
+                ),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            )
+        return self._http
+
+    def _headers(self, context: CallContext) -> dict[str, str]:
+        headers = {
+            "User-Agent": f"mgx-agent/{__version__}",
+            "X-MGX-Role": _header_value(context.role),
+            "X-MGX-Action": _header_value(context.action),
+        }
+        if context.run_label:
+            headers["X-MGX-Run"] = _header_value(context.run_label)
+        if self._secret:
+            headers["Authorization"] = f"Bearer {self._secret}"
+        return headers
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        cap = self._config.retry_max_wait_seconds
+        if retry_after is not None:
+            return min(retry_after, cap)
+        return random.uniform(0, min(cap, self._config.retry_base_seconds * 2**attempt))
+
+
+def _usage_from(raw: Any) -> TokenUsage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _prompt_estimate(messages: list[ChatMessage]) -> int:
+    return estimate_tokens("".join(str(m.get("content", "")) for m in messages))
+
+
+def _provider_message(text: str) -> str:
+    """The human part of an OpenAI-style error body, or the raw text."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+        if isinstance(error, str):
+            return error
+    return text.strip()
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > _ERROR_EXCERPT_CHARS:
+        return text[:_ERROR_EXCERPT_CHARS] + "..."
+    return text or "empty body"
+
+
+def _header_value(value: str) -> str:
+    # Header values must be visible ASCII; a run label is opaque and could be anything.
+    return "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in value)
