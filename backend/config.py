@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from mgx_agent.llm.config import LLMConfig
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -83,6 +84,15 @@ class Settings(BaseSettings):
 
     idempotency_ttl_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
 
+    # Background runner
+    runner_workers: int = Field(2, ge=0, le=1000)
+    runner_max_attempts: int = Field(3, ge=1, le=20)
+    runner_shutdown_grace_seconds: float = Field(20, ge=0, le=3600)
+    runner_lease_seconds: float = Field(30, ge=2, le=3600)
+    runner_heartbeat_seconds: float = Field(1, gt=0, le=600)
+    runner_poll_seconds: float = Field(2, gt=0, le=60)
+    mgx_approval_ttl_seconds: int = Field(86_400, ge=1, le=30 * 86_400)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
@@ -125,6 +135,14 @@ class Settings(BaseSettings):
     def _resolve_auto_migrate(self) -> Settings:
         if self.db_auto_migrate is None:
             self.db_auto_migrate = self.database_dialect == "sqlite"
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.runner_heartbeat_seconds * 2 > self.runner_lease_seconds:
+            raise ValueError(
+                "RUNNER_HEARTBEAT_SECONDS must be at most half of RUNNER_LEASE_SECONDS, or leases expire between beats"
+            )
         return self
 
     @property
@@ -175,10 +193,10 @@ def _normalise_database_url(raw: str) -> URL:
     return url
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, prefix: str = "") -> str:
     lines = []
     for item in error.errors():
-        variable = "_".join(str(part) for part in item["loc"][:1]).upper() or "settings"
+        variable = prefix + ("_".join(str(part) for part in item["loc"][:1]).upper() or "settings")
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{variable}: {message}")
     return "; ".join(lines)
@@ -190,6 +208,14 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {_describe(exc)}") from None
+
+
+def load_llm_config(**overrides: Any) -> LLMConfig:
+    """The LLM provider settings (``MGX_LLM_*``), from the environment, then ``.env``."""
+    try:
+        return LLMConfig(**{"_env_file": ".env", **overrides})
+    except ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {_describe(exc, 'MGX_LLM_')}") from None
 
 
 @lru_cache(maxsize=1)

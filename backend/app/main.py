@@ -10,17 +10,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from mgx_agent.llm import LLMConfig
 
 from backend import __version__
 from backend.app.deps import require_json_body
 from backend.app.problems import install_problem_handlers
-from backend.config import Settings, SettingsError, get_settings
+from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.db.engine import create_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
-from backend.routers import health, tasks
+from backend.routers import health, runs, tasks
 from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
+from backend.services.background import BackgroundTaskRunner, RunnerConfig
+from backend.services.run_execution import RunExecutor
+from backend.services.run_signals import RunSignals
+from backend.services.team_provider import MGXTeamProvider
 
 logger = logging.getLogger("backend")
 
@@ -60,27 +65,56 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             redis = redis_asyncio.Redis.from_url(
                 settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
             )
+        session_factory = create_session_factory(engine)
+        provider = MGXTeamProvider(settings, app.state.llm_config)
+        signals = RunSignals()
+        executor = RunExecutor(session_factory, provider, approval_ttl_seconds=settings.mgx_approval_ttl_seconds)
+        runner = BackgroundTaskRunner(session_factory, executor, signals, runner_config(settings))
         app.state.engine = engine
-        app.state.session_factory = create_session_factory(engine)
+        app.state.session_factory = session_factory
         app.state.redis = redis
+        app.state.team_provider = provider
+        app.state.run_signals = signals
+        app.state.runner = runner
         app.state.started_at = utcnow()
         app.state.started_monotonic = time.monotonic()
+        await signals.listen(settings.sqlalchemy_url)
+        await runner.start()
         logger.info(
-            "started: database %s (%s), cache %s",
+            "started: database %s (%s), cache %s, LLM %s",
             settings.database_dialect,
             "migrated" if settings.db_auto_migrate else "migrations not applied automatically",
             settings.mgx_cache_backend if settings.mgx_enable_caching else "off",
+            "offline demo model" if provider.provider == "demo" else f"{provider.provider} at {app.state.llm_config.base_url}",
         )
         yield
     finally:
+        runner = getattr(app.state, "runner", None)
+        if runner is not None:
+            await runner.stop()
+            await app.state.run_signals.close()
+            await app.state.team_provider.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
         logger.info("stopped")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def runner_config(settings: Settings) -> RunnerConfig:
+    return RunnerConfig(
+        workers=settings.runner_workers,
+        lease_seconds=settings.runner_lease_seconds,
+        heartbeat_seconds=settings.runner_heartbeat_seconds,
+        poll_seconds=settings.runner_poll_seconds,
+        max_attempts=settings.runner_max_attempts,
+        shutdown_grace_seconds=settings.runner_shutdown_grace_seconds,
+        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = None) -> FastAPI:
     settings = settings or get_settings()
+    llm_config = llm_config or load_llm_config()
     app = FastAPI(
         title="MGX Agent API",
         version=__version__,
@@ -90,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         debug=False,
     )
     app.state.settings = settings
+    app.state.llm_config = llm_config
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -114,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(tasks.router)
+    app.include_router(runs.router)
     _register_problem_schema(app)
     return app
 

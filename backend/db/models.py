@@ -107,6 +107,12 @@ class Run(Base):
 
     task: Mapped[Task] = relationship(back_populates="runs")
 
+    @property
+    def error(self) -> dict[str, str] | None:
+        if self.error_code is None:
+            return None
+        return {"code": self.error_code, "message": self.error_message or ""}
+
 
 class Artifact(Base):
     __tablename__ = "artifacts"

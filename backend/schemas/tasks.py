@@ -21,11 +21,10 @@ class TaskConfig(BaseModel):
 
     max_rounds: int | None = Field(None, ge=1, le=20, description="Upper bound on team rounds.")
     max_revision_rounds: int | None = Field(None, ge=0, le=5, description="Review/revise cycles allowed.")
-    max_memory_size: int | None = Field(None, ge=10, le=500, description="Messages kept in team memory.")
     auto_approve_plan: bool | None = Field(None, description="Skip the human plan approval.")
-    enable_caching: bool | None = Field(None, description="Use the LLM response cache.")
     budget_usd: float | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
     models: dict[Role, ModelName] | None = Field(None, description="Model per role, e.g. {\"alex\": \"gpt-4o\"}.")
+    stream_deltas: bool | None = Field(None, description="Stream live token deltas as agent.delta events.")
     allow_concurrent_runs: bool | None = Field(None, description="Allow more than one active run of this task.")
 
     def stored(self) -> dict:

@@ -32,7 +32,8 @@ ALL_STATUSES = TERMINAL_STATUSES | ACTIVE_STATUSES
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     # queued -> queued is a lease returned by a crashed or stopping worker.
     QUEUED: frozenset({PLANNING, RUNNING, QUEUED, CANCELLED, FAILED}),
-    PLANNING: frozenset({AWAITING_APPROVAL, QUEUED, CANCELLED, FAILED}),
+    # planning -> running when the plan is approved automatically (auto_approve_plan).
+    PLANNING: frozenset({AWAITING_APPROVAL, RUNNING, QUEUED, CANCELLED, FAILED}),
     AWAITING_APPROVAL: frozenset({QUEUED, REJECTED, EXPIRED, CANCELLED}),
     RUNNING: frozenset({COMPLETED, FAILED, CANCELLED, QUEUED}),
 }
@@ -50,6 +51,8 @@ def transition(run: Run, new_status: str) -> None:
             extra={"current_status": run.status},
         )
     now = utcnow()
+    if run.status == AWAITING_APPROVAL:
+        run.approval_expires_at = None
     run.status = new_status
     run.updated_at = now
     run.version += 1

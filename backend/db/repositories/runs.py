@@ -1,0 +1,123 @@
+"""SQL for runs: listing, numbering, and the claim/lease/reap queries of the background runner."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Run
+
+
+class RunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(
+        self,
+        *,
+        task_id: uuid.UUID | None,
+        status: str | None,
+        owner: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Run], int]:
+        conditions = []
+        if task_id is not None:
+            conditions.append(Run.task_id == task_id)
+        if status:
+            conditions.append(Run.status == status)
+        if owner is not None:
+            conditions.append(Run.owner == owner)
+        total = await self.session.scalar(select(func.count()).select_from(Run).where(*conditions))
+        rows = await self.session.scalars(
+            select(Run).where(*conditions).order_by(Run.created_at.desc(), Run.id).limit(limit).offset(offset)
+        )
+        return rows.all(), int(total or 0)
+
+    async def get(self, run_id: uuid.UUID, *, for_update: bool = False) -> Run | None:
+        statement = select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+        if for_update:
+            statement = statement.with_for_update()
+        return await self.session.scalar(statement)
+
+    async def next_number(self, task_id: uuid.UUID) -> int:
+        highest = await self.session.scalar(select(func.max(Run.number)).where(Run.task_id == task_id))
+        return int(highest or 0) + 1
+
+    async def add(self, run: Run) -> Run:
+        self.session.add(run)
+        await self.session.flush()
+        return run
+
+    async def delete(self, run: Run) -> None:
+        await self.session.delete(run)
+        await self.session.flush()
+
+    async def count_active_for_task(self, task_id: uuid.UUID, statuses: Collection[str]) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count()).select_from(Run).where(Run.task_id == task_id, Run.status.in_(list(statuses)))
+            )
+            or 0
+        )
+
+    async def lock_next_queued(self) -> Run | None:
+        """The oldest claimable queued run, row-locked (PostgreSQL skips rows others hold).
+
+        On SQLite the surrounding ``BEGIN IMMEDIATE`` transaction is the lock.
+        """
+        return await self.session.scalar(
+            select(Run)
+            .where(Run.status == "queued", Run.cancel_requested.is_(False))
+            .order_by(Run.queued_at, Run.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+
+    async def extend_leases(self, owner: str, run_ids: Collection[uuid.UUID], until: datetime) -> set[uuid.UUID]:
+        """Extend the leases ``owner`` still holds; returns the runs whose lease it still holds."""
+        if not run_ids:
+            return set()
+        result = await self.session.execute(
+            update(Run)
+            .where(Run.id.in_(list(run_ids)), Run.lease_owner == owner, Run.cancel_requested.is_(False))
+            .values(lease_expires_at=until)
+            .returning(Run.id)
+            .execution_options(synchronize_session=False)
+        )
+        return set(result.scalars().all())
+
+    async def lock_expired_leases(self, now: datetime, statuses: Collection[str], limit: int = 50) -> Sequence[Run]:
+        rows = await self.session.scalars(
+            select(Run)
+            .where(Run.status.in_(list(statuses)), Run.lease_expires_at < now)
+            .order_by(Run.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.all()
+
+    async def lock_expired_approvals(self, now: datetime, limit: int = 50) -> Sequence[Run]:
+        rows = await self.session.scalars(
+            select(Run)
+            .where(Run.status == "awaiting_approval", Run.approval_expires_at < now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return rows.all()
+
+    async def queue_stats(self) -> tuple[int, int, datetime | None]:
+        """(queued runs, running-or-planning runs, when the oldest queued run was queued)."""
+        queued, oldest = (
+            await self.session.execute(
+                select(func.count(), func.min(Run.queued_at)).where(Run.status == "queued")
+            )
+        ).one()
+        running = await self.session.scalar(
+            select(func.count()).select_from(Run).where(Run.status.in_(["planning", "running"]))
+        )
+        return int(queued or 0), int(running or 0), oldest

@@ -1,0 +1,254 @@
+"""Executing one claimed run on a worker: plan, wait for approval, or execute the team, with
+every team event persisted and every finished phase checkpointed on the run row.
+
+Each write first re-reads the run under a row lock and checks that this worker still holds its
+lease, so a worker that lost its lease (cancelled, or recovered elsewhere after a stall) can
+never overwrite the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from mgx_agent.errors import MGXError
+from mgx_agent.events import (
+    AgentDelta,
+    AgentMessage,
+    ArtifactProduced,
+    PhaseFinished,
+    PhaseStarted,
+    PlanReady,
+    SandboxResult,
+    TeamEvent,
+    UsageUpdated,
+)
+from mgx_agent.team import MGXStyleTeam, TeamResult
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from backend.db.models import Run, Task
+from backend.db.repositories.artifacts import ArtifactRepository
+from backend.db.repositories.runs import RunRepository
+from backend.db.types import utcnow
+from backend.services import run_states
+from backend.services.run_journal import change_status, record_event
+from backend.services.runs import EXECUTE, PLAN, REPLAN
+from backend.services.team_provider import MGXTeamProvider
+
+logger = logging.getLogger("backend.runner")
+
+
+class LeaseLostError(Exception):
+    """This worker no longer owns the run (cancelled, or taken over after a stall)."""
+
+
+class RunInterrupted(Exception):
+    """The runner is stopping: the run stops after the phase that just finished."""
+
+
+def task_text(task: Task) -> str:
+    return f"{task.title}\n\n{task.description}".strip()
+
+
+def result_summary(result: TeamResult) -> dict[str, Any]:
+    report = result.sandbox_report or {}
+    return {
+        "outcome": result.outcome,
+        "approved": result.approved,
+        "rounds": result.rounds,
+        "complexity": result.complexity,
+        "demo": result.demo,
+        "stop_reason": result.stop_reason,
+        "files": [source.path for source in result.files],
+        "tests": [source.path for source in result.tests],
+        "sandbox": {key: report.get(key) for key in ("passed", "failed", "errors", "timed_out") if key in report},
+        "review": result.review.to_dict() if result.review else None,
+    }
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        provider: MGXTeamProvider,
+        *,
+        approval_ttl_seconds: int,
+    ) -> None:
+        self.session_factory = session_factory
+        self.provider = provider
+        self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
+
+    async def execute(self, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
+        async with self.session_factory() as session:
+            run = await self._owned_run(session, run_id, owner)
+            task = await session.get(Task, run.task_id)
+            assert task is not None  # runs are deleted with their task
+            action, checkpoint, feedback = run.pending_action or PLAN, run.checkpoint, run.feedback
+            try:
+                config = self.provider.team_config(task.config, run.overrides)
+            except ValidationError as exc:
+                await self._fail(session, run, "invalid_config", f"the team configuration is invalid: {exc}")
+                return
+            text = task_text(task)
+            await session.commit()
+
+        recorder = _EventRecorder(self, run_id, owner, should_stop)
+        team = self.provider.build_team(
+            config,
+            run_label=str(run_id),
+            on_event=recorder,
+            checkpoint=checkpoint,
+        )
+        try:
+            if action == PLAN and team.plan is not None:
+                # Planned before a restart, but not yet handed to a human: don't plan again.
+                action = await self._after_plan(run_id, owner, team)
+            elif action == PLAN:
+                await team.analyze_and_plan(text)
+                action = await self._after_plan(run_id, owner, team)
+            elif action == REPLAN:
+                await team.reject_plan(feedback or "")
+                action = await self._after_plan(run_id, owner, team)
+            if action == EXECUTE:
+                team.approve_plan()
+                result = await team.execute()
+                await self._finish(run_id, owner, team, result)
+        except (LeaseLostError, RunInterrupted):
+            raise
+        except MGXError as exc:
+            await self._fail_owned(run_id, owner, exc.code, exc.message, team)
+        except ValidationError as exc:
+            await self._fail_owned(run_id, owner, "invalid_state", f"the run's saved state is unusable: {exc}", team)
+
+    async def _after_plan(self, run_id: uuid.UUID, owner: str, team: MGXStyleTeam) -> str | None:
+        """Wait for a human, or go straight on when the plan is approved automatically."""
+        async with self.session_factory() as session:
+            run = await self._owned_run(session, run_id, owner)
+            run.checkpoint = team.state
+            run.usage = team.llm.usage.to_dict()
+            run.timings = team.timings.to_dict()
+            if team.config.auto_approve_plan:
+                run.pending_action = EXECUTE
+                await record_event(session, run, "run.approved", {"automatic": True})
+                await change_status(session, run, run_states.RUNNING)
+                await session.commit()
+                return EXECUTE
+            run.pending_action = EXECUTE
+            await change_status(session, run, run_states.AWAITING_APPROVAL)
+            run.approval_expires_at = utcnow() + self.approval_ttl
+            run.lease_owner = run.lease_expires_at = None
+            await record_event(
+                session,
+                run,
+                "run.approval_required",
+                {"plan": run.plan, "expires_at": run.approval_expires_at.isoformat()},
+            )
+            await session.commit()
+            return None
+
+    async def _finish(self, run_id: uuid.UUID, owner: str, team: MGXStyleTeam, result: TeamResult) -> None:
+        async with self.session_factory() as session:
+            run = await self._owned_run(session, run_id, owner)
+            run.checkpoint = team.state
+            run.result = result_summary(result)
+            run.usage = result.usage
+            run.timings = result.timings
+            run.phase = None
+            if result.approved:
+                await change_status(session, run, run_states.COMPLETED, data={"outcome": result.outcome})
+            else:
+                run.error_code = result.outcome
+                run.error_message = result.stop_reason or f"the team stopped: {result.outcome}"
+                await change_status(session, run, run_states.FAILED, data={"outcome": result.outcome})
+            await session.commit()
+
+    async def _fail_owned(
+        self, run_id: uuid.UUID, owner: str, code: str, message: str, team: MGXStyleTeam | None
+    ) -> None:
+        async with self.session_factory() as session:
+            run = await self._owned_run(session, run_id, owner)
+            if team is not None:
+                run.usage = team.llm.usage.to_dict()
+                run.timings = team.timings.to_dict()
+            await self._fail(session, run, code, message)
+
+    async def _fail(self, session: AsyncSession, run: Run, code: str, message: str) -> None:
+        logger.warning("run %s failed: %s: %s", run.id, code, message)
+        run.error_code, run.error_message = code, message
+        await change_status(session, run, run_states.FAILED, data={"error": {"code": code, "message": message}})
+        await session.commit()
+
+    async def _owned_run(self, session: AsyncSession, run_id: uuid.UUID, owner: str) -> Run:
+        run = await RunRepository(session).get(run_id, for_update=True)
+        if (
+            run is None
+            or run.lease_owner != owner
+            or run.cancel_requested
+            or run.status not in (run_states.PLANNING, run_states.RUNNING)
+        ):
+            await session.rollback()
+            raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+        return run
+
+    async def record(self, run_id: uuid.UUID, owner: str, event: TeamEvent) -> None:
+        """Persist one team event (and what it changes on the run) in its own transaction."""
+        async with self.session_factory() as session:
+            run = await self._owned_run(session, run_id, owner)
+            if isinstance(event, PhaseStarted):
+                if event.phase != "planning":
+                    run.phase = event.phase
+                await record_event(session, run, "run.phase", {"phase": event.phase, "state": "started", "round": event.round})
+            elif isinstance(event, PhaseFinished):
+                run.checkpoint = event.checkpoint
+                run.usage = event.checkpoint.get("usage", run.usage)
+                run.timings = event.checkpoint.get("timings", run.timings)
+                await record_event(
+                    session, run, "run.phase", {"phase": event.phase, "state": "finished", "seconds": event.seconds}
+                )
+            elif isinstance(event, PlanReady):
+                run.plan = event.plan
+                run.complexity = event.plan.get("complexity")
+                await record_event(session, run, "run.plan_ready", {"plan": event.plan})
+            elif isinstance(event, ArtifactProduced):
+                content = event.content.encode()
+                artifact = await ArtifactRepository(session).save(run.id, event.name, event.media_type, content)
+                await record_event(
+                    session,
+                    run,
+                    "artifact.created",
+                    {"name": artifact.name, "media_type": artifact.media_type, "size": artifact.size, "sha256": artifact.sha256},
+                )
+            elif isinstance(event, UsageUpdated):
+                run.usage = event.usage
+                await record_event(session, run, "run.usage", event.usage)
+            elif isinstance(event, AgentMessage | SandboxResult):
+                await record_event(session, run, event.type, _payload(event))
+            await session.commit()
+
+
+def _payload(event: TeamEvent) -> dict[str, Any]:
+    data = event.to_dict()
+    data.pop("type", None)
+    return json.loads(json.dumps(data, default=str))
+
+
+class _EventRecorder:
+    """The team's event callback for one run on one worker."""
+
+    def __init__(self, executor: RunExecutor, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
+        self.executor = executor
+        self.run_id = run_id
+        self.owner = owner
+        self.should_stop = should_stop
+
+    async def __call__(self, event: TeamEvent) -> None:
+        if isinstance(event, AgentDelta):
+            return  # live token deltas are streamed, not stored
+        await self.executor.record(self.run_id, self.owner, event)
+        if isinstance(event, PhaseFinished) and self.should_stop():
+            raise RunInterrupted(f"stopping after phase {event.phase}")

@@ -1,0 +1,106 @@
+"""MGXTeamProvider: builds a fresh MGXStyleTeam per run from the service settings, the task's
+config and the run's overrides. The LLM client (one HTTP connection pool) and the response
+cache are shared by every run of the process; usage, budget and team state never are."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mgx_agent.cache import ResponseCache, build_response_cache
+from mgx_agent.config import TeamConfig
+from mgx_agent.events import EventCallback
+from mgx_agent.llm import LLMConfig, LLMSession, build_llm_client, build_price_table
+from mgx_agent.team import MGXStyleTeam, TeamResult
+
+from backend.config import Settings
+
+logger = logging.getLogger("backend.team")
+
+# Task config keys the backend keeps for itself rather than passing to the team.
+BACKEND_ONLY_KEYS = frozenset({"allow_concurrent_runs"})
+
+
+class MGXTeamProvider:
+    def __init__(self, settings: Settings, llm_config: LLMConfig | None = None) -> None:
+        self.settings = settings
+        self.llm_config = llm_config or LLMConfig()
+        self.client = build_llm_client(self.llm_config)
+        self.prices = build_price_table(self.llm_config)
+        self.base_config = TeamConfig(
+            max_rounds=settings.mgx_max_rounds,
+            max_revision_rounds=settings.mgx_max_revision_rounds,
+            max_memory_size=settings.mgx_max_memory_size,
+            enable_caching=settings.mgx_enable_caching,
+            cache_backend=settings.mgx_cache_backend,
+            cache_max_entries=settings.mgx_cache_max_entries,
+            cache_ttl_seconds=settings.mgx_cache_ttl_seconds,
+        )
+        self.cache: ResponseCache | None = None
+        if settings.mgx_enable_caching:
+            redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+            self.cache = build_response_cache(
+                settings.mgx_cache_backend,
+                max_entries=settings.mgx_cache_max_entries,
+                ttl_seconds=settings.mgx_cache_ttl_seconds,
+                redis_url=redis_url,
+            )
+
+    @property
+    def provider(self) -> str:
+        return self.client.provider
+
+    def describe(self) -> dict[str, Any]:
+        """What operators see in /health/status: never the API key."""
+        description: dict[str, Any] = {"provider": self.provider, "demo": self.provider == "demo"}
+        if self.provider != "demo":
+            description.update(base_url=self.llm_config.base_url, model=self.llm_config.model)
+        else:
+            description["note"] = "offline demo model: no LLM provider configured (set MGX_LLM_BASE_URL)"
+        return description
+
+    def team_config(self, task_config: dict[str, Any], overrides: dict[str, Any]) -> TeamConfig:
+        merged = {
+            key: value for key, value in {**task_config, **overrides}.items() if key not in BACKEND_ONLY_KEYS
+        }
+        if merged.get("models"):
+            merged.setdefault("use_multi_llm", True)
+        return self.base_config.with_task_overrides(merged)
+
+    def build_team(
+        self,
+        config: TeamConfig,
+        *,
+        run_label: str,
+        on_event: EventCallback | None = None,
+        checkpoint: dict[str, Any] | None = None,
+    ) -> MGXStyleTeam:
+        session = LLMSession(
+            self.client,
+            default_model=self.llm_config.model if self.provider != "demo" else "mgx-demo",
+            role_models=config.role_models(),
+            budget_usd=config.budget_usd,
+            cache=self.cache if config.enable_caching else None,
+            prices=self.prices,
+            run_label=run_label,
+            temperature=self.llm_config.temperature,
+            max_tokens=self.llm_config.max_tokens,
+        )
+        if checkpoint:
+            return MGXStyleTeam.from_state(checkpoint, config, session, on_event)
+        return MGXStyleTeam(config, session, on_event)
+
+    async def run_task(
+        self, task: str, *, config: dict[str, Any] | None = None, on_event: EventCallback | None = None
+    ) -> TeamResult:
+        """Plan, approve and execute ``task`` in one call (no human in the loop)."""
+        team_config = self.team_config(config or {}, {"auto_approve_plan": True})
+        team = self.build_team(team_config, run_label="direct", on_event=on_event)
+        await team.analyze_and_plan(task)
+        team.approve_plan()
+        return await team.execute()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
