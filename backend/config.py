@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     mgx_cache_backend: Literal["none", "memory", "redis"] = "memory"
     mgx_cache_max_entries: int = Field(1024, ge=1, le=100_000)
     mgx_cache_ttl_seconds: int = Field(3600, ge=60, le=86_400)
+    mgx_sandbox: Literal["subprocess", "off"] = "subprocess"
+    mgx_sandbox_timeout_seconds: float = Field(60, gt=0, le=3600)
+    mgx_sandbox_memory_mb: int = Field(512, ge=64, le=65_536)
 
     # Database: DATABASE_URL wins; else DB_HOST selects PostgreSQL; else embedded SQLite.
     database_url: SecretStr | None = None

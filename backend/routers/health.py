@@ -76,4 +76,6 @@ async def status(request: Request) -> StatusRead:
             "ttl_seconds": settings.mgx_cache_ttl_seconds,
         },
         redis=redis,
+        runner=await state.runner.queue_stats(),
+        llm=state.team_provider.describe(),
     )

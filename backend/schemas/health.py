@@ -32,6 +32,8 @@ class StatusRead(BaseModel):
     database: dict[str, Any]
     cache: dict[str, Any]
     redis: dict[str, Any]
+    runner: dict[str, Any] = Field(description="Workers, queue depth, running runs, oldest queued age.")
+    llm: dict[str, Any] = Field(description="LLM provider; `demo` means the offline demo model.")
 
 
 class ServiceInfoRead(BaseModel):

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from mgx_agent.cache import ResponseCache, build_response_cache
-from mgx_agent.config import TeamConfig
+from mgx_agent.config import SandboxConfig, TeamConfig
 from mgx_agent.events import EventCallback
 from mgx_agent.llm import LLMConfig, LLMSession, build_llm_client, build_price_table
 from mgx_agent.team import MGXStyleTeam, TeamResult
@@ -35,6 +35,11 @@ class MGXTeamProvider:
             cache_backend=settings.mgx_cache_backend,
             cache_max_entries=settings.mgx_cache_max_entries,
             cache_ttl_seconds=settings.mgx_cache_ttl_seconds,
+            sandbox=SandboxConfig(
+                mode=settings.mgx_sandbox,
+                timeout_seconds=settings.mgx_sandbox_timeout_seconds,
+                memory_mb=settings.mgx_sandbox_memory_mb,
+            ),
         )
         self.cache: ResponseCache | None = None
         if settings.mgx_enable_caching:
@@ -52,11 +57,13 @@ class MGXTeamProvider:
 
     def describe(self) -> dict[str, Any]:
         """What operators see in /health/status: never the API key."""
-        description: dict[str, Any] = {"provider": self.provider, "demo": self.provider == "demo"}
-        if self.provider != "demo":
-            description.update(base_url=self.llm_config.base_url, model=self.llm_config.model)
-        else:
-            description["note"] = "offline demo model: no LLM provider configured (set MGX_LLM_BASE_URL)"
+        description: dict[str, Any] = {**self.llm_config.describe(), "demo": self.provider == "demo"}
+        if self.provider == "demo":
+            description.update(
+                model="mgx-demo", note="offline demo model: no LLM provider configured (set MGX_LLM_BASE_URL)"
+            )
+        if self.cache is not None:
+            description["cache"] = self.cache.stats()
         return description
 
     def team_config(self, task_config: dict[str, Any], overrides: dict[str, Any]) -> TeamConfig:
