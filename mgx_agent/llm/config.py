@@ -58,10 +58,10 @@ class LLMConfig(BaseSettings):
             )
         return value.rstrip("/")
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "max_tokens", mode="before")
     @classmethod
-    def _blank_api_key_is_none(cls, value: object) -> object:
-        # An empty MGX_LLM_API_KEY= line in an env file means "no key", not "an empty key".
+    def _blank_is_none(cls, value: object) -> object:
+        # An empty MGX_LLM_API_KEY= (or MAX_TOKENS=) line in an env file means "not set".
         if isinstance(value, str) and not value.strip():
             return None
         if isinstance(value, SecretStr) and not value.get_secret_value().strip():

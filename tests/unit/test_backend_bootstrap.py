@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import URL
 
 from backend.app.main import create_app
-from backend.config import Settings, SettingsError, load_settings
+from mgx_agent.llm import LLMConfig
+
+from backend.config import Settings, SettingsError, load_llm_config, load_settings
 from tests.conftest import make_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +34,7 @@ def sqlite_settings(sqlite_template: Path, tmp_path: Path) -> Settings:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No service variables from the developer's shell, and an empty working directory."""
     for name in list(os.environ):
-        if name.startswith(("API_", "MGX_", "DB_", "REDIS", "DATABASE", "LOG_", "CORS")) or name == "DEBUG":
+        if name.startswith(("API_", "MGX_", "DB_", "REDIS", "DATABASE", "LOG_", "CORS", "RUNNER_")) or name == "DEBUG":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -273,6 +275,8 @@ class TestEnvExample:
     def test_env_example_lists_every_setting_and_loads_to_the_defaults(self, clean_env: Path) -> None:
         example = (PROJECT_ROOT / ".env.example").read_text()
         names = {line.split("=", 1)[0] for line in example.splitlines() if line and not line.startswith("#")}
-        assert names == {name.upper() for name in Settings.model_fields}
+        llm_names = {f"MGX_LLM_{name.upper()}" for name in LLMConfig.model_fields}
+        assert names == {name.upper() for name in Settings.model_fields} | llm_names
         (clean_env / ".env").write_text(example)
         assert load_settings() == Settings(_env_file=None)
+        assert load_llm_config() == LLMConfig(_env_file=None)
