@@ -24,8 +24,8 @@ from mgx_agent.errors import MGXError
 from mgx_agent.events import TeamEvent
 from mgx_agent.llm import LLMConfig, build_llm_client, build_price_table
 from mgx_agent.llm.demo import DEMO_MODEL
-from mgx_agent.parsing import Plan
-from mgx_agent.team import MGXStyleTeam, TeamResult, build_team_session
+from mgx_agent.parsing import APPROVED, CHANGES_REQUIRED, Plan, Review
+from mgx_agent.team import HumanReviewer, MGXStyleTeam, TeamResult, build_team_session
 
 EXIT_APPROVED = 0
 EXIT_NOT_APPROVED = 1
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget-usd", type=float, help="stop the run when this much is spent")
     parser.add_argument("--sandbox", choices=["subprocess", "off"], help="override MGX_SANDBOX")
     parser.add_argument("--stream", action="store_true", help="show live model output")
+    parser.add_argument(
+        "--human-review", action="store_true", help="have the last word on each of Charlie's reviews"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     return parser
 
@@ -58,7 +61,7 @@ def task_slug(task: str) -> str:
 
 
 def team_config_from_args(args: argparse.Namespace) -> TeamConfig:
-    values: dict[str, object] = {"stream_deltas": args.stream}
+    values: dict[str, object] = {"stream_deltas": args.stream, "human_reviewer": args.human_review}
     for option in ("max_rounds", "max_revision_rounds", "budget_usd"):
         if getattr(args, option) is not None:
             values[option] = getattr(args, option)
@@ -153,6 +156,26 @@ async def _approve_interactively(team: MGXStyleTeam, plan: Plan, out: TextIO) ->
         plan = await team.reject_plan(feedback)
 
 
+def stdin_reviewer(out: TextIO) -> HumanReviewer:
+    """Ask the person at the terminal to confirm or overrule Charlie's review."""
+
+    async def review(charlie: Review, context: dict) -> Review:
+        print(charlie.to_markdown(), file=out, flush=True)
+        if context.get("sandbox_report"):
+            print(_sandbox_line(context["sandbox_report"]), file=out, flush=True)
+        answer = await _ask(
+            f"Charlie says {charlie.verdict}. Enter (or y) to agree, 'a' to approve, or type what must change: ",
+            out,
+        )
+        if not answer or answer.lower() in ("y", "yes"):
+            return charlie
+        if answer.lower() in ("a", "approve", "approved"):
+            return Review(APPROVED, ("Approved by a human reviewer.",), "VERDICT: APPROVED (human)")
+        return Review(CHANGES_REQUIRED, (answer,), f"VERDICT: CHANGES_REQUIRED (human)\n- {answer}")
+
+    return review
+
+
 async def run(args: argparse.Namespace) -> int:
     # With --json, stdout carries only the result; everything human-readable goes to stderr.
     out = sys.stderr if args.json else sys.stdout
@@ -183,7 +206,12 @@ async def run(args: argparse.Namespace) -> int:
         temperature=llm_config.temperature,
         max_tokens=llm_config.max_tokens,
     )
-    team = MGXStyleTeam(team_config, session, on_event=ProgressPrinter(out))
+    team = MGXStyleTeam(
+        team_config,
+        session,
+        on_event=ProgressPrinter(out),
+        human_review=stdin_reviewer(out) if args.human_review else None,
+    )
     print(f"Model: {model} ({'offline demo model' if demo else client.provider})", file=out)
     try:
         plan = await team.analyze_and_plan(args.task)

@@ -60,8 +60,8 @@ class TeamConfig(BaseModel):
     cache_max_entries: int = Field(default=1024, ge=1, le=100_000)
     cache_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
     auto_approve_plan: bool = False
-    # Kept from the seed's config so existing task configs validate; the engine's reviewer is
-    # always Charlie, and a caller that wants a human to review the result reads this flag.
+    # A human has the last word on each review: the team hands Charlie's review to the
+    # ``human_review`` callback it was built with (the CLI's --human-review asks on stdin).
     human_reviewer: bool = False
     use_multi_llm: bool = False
     models: dict[str, str] = Field(default_factory=dict)

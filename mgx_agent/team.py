@@ -14,6 +14,7 @@ import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mgx_agent import actions
@@ -79,6 +80,11 @@ def build_team_session(
         temperature=temperature,
         max_tokens=max_tokens,
     )
+
+
+# Receives Charlie's review and what it judged (files, tests, sandbox report); returns the
+# verdict that counts.
+HumanReviewer = Callable[[Review, dict[str, Any]], Awaitable[Review]]
 
 
 class PlanNotReadyError(MGXError):
@@ -168,7 +174,11 @@ class MGXStyleTeam:
         llm: LLMSession,
         on_event: EventCallback | None = None,
         sandbox: Sandbox | None = None,
+        human_review: HumanReviewer | None = None,
     ) -> None:
+        if config.human_reviewer and human_review is None:
+            raise ValueError("human_reviewer is on but no human_review callback was given to ask the human")
+        self.human_review = human_review
         self.config = config
         self.llm = llm
         self.sandbox = sandbox or Sandbox(config.sandbox)
@@ -187,8 +197,9 @@ class MGXStyleTeam:
         llm: LLMSession,
         on_event: EventCallback | None = None,
         sandbox: Sandbox | None = None,
+        human_review: HumanReviewer | None = None,
     ) -> MGXStyleTeam:
-        team = cls(config, llm, on_event, sandbox)
+        team = cls(config, llm, on_event, sandbox, human_review)
         team.restore(state)
         return team
 
@@ -319,11 +330,21 @@ class MGXStyleTeam:
                     self._files(state.tests),
                     state.sandbox_report,
                 )
+                if self.config.human_reviewer and self.human_review is not None:
+                    review = await self._ask_human(review)
                 state.previous_review, state.review = state.review, review.to_dict()
                 await self._artifact("review.md", review.to_markdown())
                 self._decide_after_review(review, revision_limit)
             else:
                 raise ValueError(f"unknown phase {phase!r} in team state")
+
+    async def _ask_human(self, review: Review) -> Review:
+        assert self.human_review is not None
+        state = self._state
+        context = {"files": state.files, "tests": state.tests, "sandbox_report": state.sandbox_report}
+        decided = await self.human_review(review, context)
+        await self._emit(AgentMessage(role="human", action="HumanReview", content=decided.text))
+        return decided
 
     def _decide_after_review(self, review: Review, revision_limit: int) -> None:
         state = self._state

@@ -307,3 +307,47 @@ async def test_streaming_deltas_are_emitted_as_agent_delta_events(
     deltas = "".join(e.to_dict()["text"] for e in events if e.type == "agent.delta")
     assert all(r.stream for r in fake_llm.requests)
     assert plan.summary in deltas
+
+
+async def test_human_reviewer_overrules_charlie_and_the_revision_gets_the_notes(
+    client: OpenAICompatibleClient, fake_llm: FakeLLMServer
+) -> None:
+    from mgx_agent.parsing import Review
+
+    decisions: list[str] = []
+
+    async def human(charlie: Review, context: dict) -> Review:
+        assert context["files"], "the human sees the code"
+        if not decisions:
+            decisions.append("changes")
+            return Review("CHANGES_REQUIRED", ("Name the function fizz_buzz_sequence",), "VERDICT: CHANGES_REQUIRED")
+        decisions.append("agree")
+        return charlie
+
+    config = TeamConfig(
+        sandbox=SandboxConfig(mode="off"), human_reviewer=True, auto_approve_plan=True, max_revision_rounds=2
+    )
+    session = build_team_session(config, client, default_model="gpt-4o-mini", run_label="run-human")
+    events: list[TeamEvent] = []
+
+    async def collect(event: TeamEvent) -> None:
+        events.append(event)
+
+    team = MGXStyleTeam(config, session, on_event=collect, human_review=human)
+    fake_llm.enqueue(BUGGY_FIZZBUZZ, action="WriteCode")
+    fake_llm.enqueue(BUGGY_FIZZBUZZ.replace("def fizzbuzz(n)", "def fizz_buzz_sequence(n)"), action="WriteCode")
+    await team.analyze_and_plan(TASK)
+    result = await team.execute()
+
+    assert result.approved and decisions == ["changes", "agree"]
+    revision = [r for r in fake_llm.requests if r.action == "WriteCode"][1]
+    assert "Name the function fizz_buzz_sequence" in revision.prompt_text
+    human_messages = [e for e in events if getattr(e, "role", None) == "human"]
+    assert len(human_messages) == 2
+
+
+def test_human_reviewer_without_a_way_to_ask_is_refused(client: OpenAICompatibleClient) -> None:
+    config = TeamConfig(sandbox=SandboxConfig(mode="off"), human_reviewer=True)
+    session = build_team_session(config, client, default_model="gpt-4o-mini")
+    with pytest.raises(ValueError, match="human_review callback"):
+        MGXStyleTeam(config, session)
