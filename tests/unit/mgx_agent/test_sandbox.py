@@ -19,6 +19,13 @@ pytestmark = pytest.mark.slow
 CODE = [SourceFile("calc.py", "def add(a, b):\n    return a + b\n")]
 
 
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sandboxes of this module create their directories here, so other test processes on the
+    machine cannot make "the temp dir was removed" checks flaky."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def sandbox_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("mgx-sandbox-*")}
 

@@ -3,14 +3,13 @@ revisions and the distinct ways a run stops."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from mgx_agent.config import SandboxConfig, TeamConfig
 from mgx_agent.errors import MalformedOutputError
 from mgx_agent.events import TeamEvent
-from mgx_agent.llm import LLMConfig, OpenAICompatibleClient, TokenUsage
+from mgx_agent.llm import OpenAICompatibleClient, TokenUsage
 from mgx_agent.team import MGXStyleTeam, PlanNotReadyError, build_team_session
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 
@@ -21,26 +20,6 @@ BUGGY_FIZZBUZZ = """```python
 def fizzbuzz(n):
     return [str(i) for i in range(1, n + 1)]
 ```"""
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
-
-
-@pytest.fixture
-async def client(fake_llm: FakeLLMServer) -> AsyncIterator[OpenAICompatibleClient]:
-    config = LLMConfig(base_url=fake_llm.base_url, max_retries=0, timeout_seconds=10)
-    client = OpenAICompatibleClient(config)
-    yield client
-    await client.aclose()
 
 
 def make_team(

@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from mgx_agent.cache import MemoryResponseCache, RedisResponseCache, ResponseCache
 from mgx_agent.config import SandboxConfig, TeamConfig
-from mgx_agent.llm import LLMConfig, LLMSession, OpenAICompatibleClient
+from mgx_agent.llm import LLMSession, OpenAICompatibleClient
 from mgx_agent.team import MGXStyleTeam, TeamResult
 from mgx_agent.testing.fake_llm import FakeLLMServer
 
 TASK = "Write a function that reverses a string"
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
-
-
-@pytest.fixture
-async def client(fake_llm: FakeLLMServer) -> AsyncIterator[OpenAICompatibleClient]:
-    config = LLMConfig(base_url=fake_llm.base_url, max_retries=0, timeout_seconds=10)
-    client = OpenAICompatibleClient(config)
-    yield client
-    await client.aclose()
 
 
 async def run_once(

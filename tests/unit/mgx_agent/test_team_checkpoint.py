@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,32 +10,12 @@ import pytest
 from mgx_agent.config import SandboxConfig, TeamConfig
 from mgx_agent.errors import MalformedOutputError
 from mgx_agent.events import PhaseFinished, TeamEvent
-from mgx_agent.llm import LLMConfig, LLMSession, OpenAICompatibleClient
+from mgx_agent.llm import LLMSession, OpenAICompatibleClient
 from mgx_agent.team import MGXStyleTeam
 from mgx_agent.testing.fake_llm import FakeLLMServer
 
 TASK = "Write is_prime(n)"
 CONFIG = TeamConfig(sandbox=SandboxConfig(mode="off"))
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
-
-
-@pytest.fixture
-async def client(fake_llm: FakeLLMServer) -> AsyncIterator[OpenAICompatibleClient]:
-    config = LLMConfig(base_url=fake_llm.base_url, max_retries=0, timeout_seconds=10)
-    client = OpenAICompatibleClient(config)
-    yield client
-    await client.aclose()
 
 
 def checkpoints(events: list[TeamEvent]) -> dict[str, dict[str, Any]]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from mgx_agent.config import SandboxConfig, TeamConfig
-from mgx_agent.llm import LLMConfig, LLMSession, OpenAICompatibleClient
+from mgx_agent.llm import LLMSession, OpenAICompatibleClient
 from mgx_agent.team import MGXStyleTeam, TeamResult
 from mgx_agent.testing.fake_llm import FakeLLMServer
 
@@ -19,26 +18,6 @@ TASKS = (
     "slugify a blog post title",
     "Build an inventory tracker for a small bakery with suppliers",
 )
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
-
-
-@pytest.fixture
-async def client(fake_llm: FakeLLMServer) -> AsyncIterator[OpenAICompatibleClient]:
-    config = LLMConfig(base_url=fake_llm.base_url, max_retries=0, timeout_seconds=30)
-    client = OpenAICompatibleClient(config)
-    yield client
-    await client.aclose()
 
 
 def make_team(client: OpenAICompatibleClient, run_label: str) -> MGXStyleTeam:
