@@ -37,6 +37,9 @@ from backend.services.runs import PLAN, REPLAN
 logger = logging.getLogger("backend.runner")
 
 JOB_HISTORY = 1000
+WORKER_TASK_PREFIX = "runner-worker-"
+# How long stopping workers get to hand their unfinished runs back to the queue.
+RELEASE_TIMEOUT_SECONDS = 10
 
 
 @dataclass
@@ -97,7 +100,7 @@ class BackgroundTaskRunner:
         self.started = True
         self.stopping = False
         for index in range(self.config.workers):
-            self._loops.append(asyncio.create_task(self._worker(), name=f"runner-worker-{index}"))
+            self._loops.append(asyncio.create_task(self._worker(), name=f"{WORKER_TASK_PREFIX}{index}"))
         self._loops.append(asyncio.create_task(self._heartbeat(), name="runner-heartbeat"))
         self._loops.append(asyncio.create_task(self._reaper(), name="runner-reaper"))
         logger.info("runner started: %d worker(s), owner %s", self.config.workers, self.owner)
@@ -112,9 +115,16 @@ class BackgroundTaskRunner:
         if in_flight:
             logger.info("runner stopping: waiting up to %ss for %d run(s)", self.config.shutdown_grace_seconds, len(in_flight))
             await asyncio.wait(in_flight, timeout=self.config.shutdown_grace_seconds)
-        for task in [*self._active.values(), *self._loops, *self._job_tasks.values()]:
+        for task in self._active.values():
             task.cancel()
-        await asyncio.gather(*self._loops, *self._active.values(), *self._job_tasks.values(), return_exceptions=True)
+        # Workers release the runs they held, then leave their loops; the heartbeat keeps the
+        # leases alive meanwhile, so it stops last.
+        workers = [task for task in self._loops if task.get_name().startswith(WORKER_TASK_PREFIX)]
+        if workers:
+            await asyncio.wait(workers, timeout=RELEASE_TIMEOUT_SECONDS)
+        for task in [*self._loops, *self._job_tasks.values()]:
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._job_tasks.values(), return_exceptions=True)
         self._loops.clear()
         self.started = False
         logger.info("runner stopped")
