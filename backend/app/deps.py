@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from backend.config import Settings
 from backend.errors import UnsupportedMediaTypeError
@@ -42,9 +43,10 @@ IfMatchHeader = Annotated[
 ]
 
 
-def require_json_body(request: Request) -> None:
-    """Refuse request bodies that are not JSON (415), before the body is parsed."""
-    if request.method not in {"POST", "PUT", "PATCH"}:
+def require_json_body(request: HTTPConnection) -> None:
+    """Refuse request bodies that are not JSON (415), before the body is parsed. (An app-wide
+    dependency, so it also sees WebSocket connections, which have no body.)"""
+    if request.scope.get("method") not in {"POST", "PUT", "PATCH"}:
         return
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
     if not has_body:

@@ -36,6 +36,7 @@ from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
 from backend.services import run_states
+from backend.services.events import EventBroadcaster
 from backend.services.run_journal import change_status, record_event
 from backend.services.runs import EXECUTE, PLAN, REPLAN
 from backend.services.team_provider import MGXTeamProvider
@@ -78,9 +79,12 @@ class RunExecutor:
         provider: MGXTeamProvider,
         *,
         approval_ttl_seconds: int,
+        events: EventBroadcaster | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.provider = provider
+        # Where live-only token deltas go; persisted events publish themselves on commit.
+        self.events = events
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
 
     async def execute(self, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
@@ -94,10 +98,10 @@ class RunExecutor:
             except ValidationError as exc:
                 await self._fail(session, run, "invalid_config", f"the team configuration is invalid: {exc}")
                 return
-            text = task_text(task)
+            text, task_id = task_text(task), task.id
             await session.commit()
 
-        recorder = _EventRecorder(self, run_id, owner, should_stop)
+        recorder = _EventRecorder(self, run_id, task_id, owner, should_stop)
         team = self.provider.build_team(
             config,
             run_label=str(run_id),
@@ -240,15 +244,21 @@ def _payload(event: TeamEvent) -> dict[str, Any]:
 class _EventRecorder:
     """The team's event callback for one run on one worker."""
 
-    def __init__(self, executor: RunExecutor, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self, executor: RunExecutor, run_id: uuid.UUID, task_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]
+    ) -> None:
         self.executor = executor
         self.run_id = run_id
+        self.task_id = task_id
         self.owner = owner
         self.should_stop = should_stop
 
     async def __call__(self, event: TeamEvent) -> None:
         if isinstance(event, AgentDelta):
-            return  # live token deltas are streamed, not stored
+            # Live token deltas are streamed, not stored.
+            if self.executor.events is not None:
+                self.executor.events.publish_delta(self.run_id, self.task_id, _payload(event))
+            return
         await self.executor.record(self.run_id, self.owner, event)
         if isinstance(event, PhaseFinished) and self.should_stop():
             raise RunInterrupted(f"stopping after phase {event.phase}")

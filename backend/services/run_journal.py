@@ -1,7 +1,7 @@
 """Recording what happens to a run: its events, and the task fields that mirror its status.
 
 Every status change is written together with its event in the caller's transaction, so the
-log and the row never disagree.
+log and the row never disagree; events are published to live subscribers once it commits.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.db.models import Run, Task
 from backend.db.repositories.run_events import RunEventRepository
 from backend.services import run_states
+from backend.services.events import StreamEvent, stage_committed_event
 
 # The event that ends a run's stream, per terminal status.
 TERMINAL_EVENTS = {status: f"run.{status}" for status in run_states.TERMINAL_STATUSES}
@@ -20,6 +21,8 @@ TERMINAL_EVENTS = {status: f"run.{status}" for status in run_states.TERMINAL_STA
 
 async def record_event(session: AsyncSession, run: Run, event_type: str, data: dict[str, Any] | None = None) -> int:
     event = await RunEventRepository(session).append(run.id, event_type, data or {})
+    # Subscribers hear of it only after the caller's transaction commits (services/events.py).
+    stage_committed_event(session, StreamEvent.from_row(event, run.task_id))
     return event.seq
 
 

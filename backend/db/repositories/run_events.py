@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run, RunEvent
@@ -39,3 +39,17 @@ class RunEventRepository:
             select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq > after).order_by(RunEvent.seq).limit(limit)
         )
         return rows.all()
+
+    async def heads(
+        self, run_ids: Collection[uuid.UUID], task_ids: Collection[uuid.UUID]
+    ) -> list[tuple[uuid.UUID, uuid.UUID, int]]:
+        """``(run_id, task_id, last seq)`` of the given runs and of every run of the given tasks."""
+        conditions = []
+        if run_ids:
+            conditions.append(Run.id.in_(run_ids))
+        if task_ids:
+            conditions.append(Run.task_id.in_(task_ids))
+        if not conditions:
+            return []
+        rows = await self.session.execute(select(Run.id, Run.task_id, Run.next_event_seq - 1).where(or_(*conditions)))
+        return [(run_id, task_id, int(head)) for run_id, task_id, head in rows.all()]

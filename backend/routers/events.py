@@ -1,0 +1,172 @@
+"""Live run events over Server-Sent Events (``GET /runs/{id}/events``) and WebSocket
+(``/ws/runs/{id}``, ``/ws/tasks/{id}``). Replay, cursors and fan-out live in ``services/events``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, Path, Query, Request, Response, WebSocket, status
+from sse_starlette import EventSourceResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from backend.app.deps import SettingsDep
+from backend.errors import NotFoundError
+from backend.schemas.problem import error_responses
+from backend.services.events import EventBroadcaster, Subscription
+
+router = APIRouter(prefix="/runs", tags=["events"])
+ws_router = APIRouter(tags=["events"])
+
+# WebSocket close codes: 4000 + the HTTP status they stand for.
+CLOSE_NOT_FOUND = 4404
+PING_MESSAGE = '{"type":"ping"}'
+# Tells EventSource to reconnect 1 s after a dropped connection (its default is about 3 s).
+RECONNECT_HINT = b"retry: 1000\n\n"
+# How long an SSE stream may take to end by itself when the server stops, before it is cancelled.
+SHUTDOWN_GRACE_SECONDS = 2.0
+
+RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
+
+
+def _broadcaster(app_state: object) -> EventBroadcaster:
+    return app_state.events  # type: ignore[attr-defined]
+
+
+@router.get(
+    "/{run_id}/events",
+    summary="Follow a run's events live (Server-Sent Events)",
+    description=(
+        "Replays the stored events after the cursor (`Last-Event-ID` header, else `after`), then "
+        "follows live ones, with no gap and no duplicate. Each message is `id: <seq>`, "
+        "`event: <type>`, `data: <json>`; `agent.delta` messages have no `id` (they are not "
+        "stored). A comment is sent every `EVENTS_KEEPALIVE_SECONDS`. The stream ends after the "
+        "run's terminal event; a finished run with nothing left to replay answers 204, which "
+        "also stops a browser's EventSource from reconnecting."
+    ),
+    response_class=EventSourceResponse,
+    responses={
+        200: {"description": "The event stream.", "content": {"text/event-stream": {}}},
+        204: {"description": "The run is finished and every event was already delivered."},
+        **error_responses(404, 422),
+    },
+)
+async def stream_run_events(
+    run_id: RunId,
+    request: Request,
+    settings: SettingsDep,
+    after: Annotated[int, Query(ge=0, description="Replay events with seq greater than this.")] = 0,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, description="Sent by EventSource on reconnect; wins over `after`."),
+    ] = None,
+) -> Response:
+    cursor = after if last_event_id is None else last_event_id
+    subscription = await _broadcaster(request.app.state).subscribe_run(run_id, cursor)
+    if subscription is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    shutdown = anyio.Event()
+    return EventSourceResponse(
+        _sse_body(subscription, shutdown),
+        ping=settings.events_keepalive_seconds,
+        sep="\n",
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
+
+
+async def _sse_body(subscription: Subscription, shutdown: anyio.Event) -> AsyncIterator[bytes]:
+    """Pre-encoded SSE messages, one chunk per batch; ends after the terminal event, when the
+    client goes away (sse-starlette cancels it) or, cleanly, when the server shuts down."""
+
+    async def close_on_shutdown() -> None:
+        await shutdown.wait()
+        subscription.close()
+
+    watcher = asyncio.create_task(close_on_shutdown())
+    try:
+        yield RECONNECT_HINT
+        while (batch := await subscription.next_batch()) is not None:
+            chunk = bytearray()
+            for event in batch:
+                chunk += event.sse_bytes
+                if event.terminal:
+                    yield bytes(chunk)
+                    return
+            yield bytes(chunk)
+    finally:
+        watcher.cancel()
+        subscription.close()
+
+
+@ws_router.websocket("/ws/runs/{run_id}")
+async def run_events_socket(
+    websocket: WebSocket,
+    run_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> None:
+    """The run's events as JSON messages (replay after ``after``, then live); closes with 1000
+    after the terminal event, 4404 for an unknown run."""
+    events = _broadcaster(websocket.app.state)
+    await _serve_socket(websocket, lambda: events.subscribe_run(uuid.UUID(run_id), after), end_at_terminal=True)
+
+
+@ws_router.websocket("/ws/tasks/{task_id}")
+async def task_events_socket(websocket: WebSocket, task_id: str) -> None:
+    """Live events of every run of the task from now on (new runs from their first event)."""
+    events = _broadcaster(websocket.app.state)
+    await _serve_socket(websocket, lambda: events.subscribe_task(uuid.UUID(task_id)), end_at_terminal=False)
+
+
+async def _serve_socket(
+    websocket: WebSocket,
+    subscribe: Callable[[], Awaitable[Subscription | None]],
+    *,
+    end_at_terminal: bool,
+) -> None:
+    await websocket.accept()
+    try:
+        subscription = await subscribe()
+    except (NotFoundError, ValueError):
+        await websocket.close(code=CLOSE_NOT_FOUND, reason="not found")
+        return
+    if subscription is None:
+        await websocket.close(code=status.WS_1000_NORMAL_CLOSURE, reason="run finished")
+        return
+    ping_seconds = websocket.app.state.settings.events_keepalive_seconds
+    sender = asyncio.create_task(_send_events(websocket, subscription, ping_seconds, end_at_terminal))
+    receiver = asyncio.create_task(_until_disconnect(websocket))
+    try:
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        subscription.close()
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
+        if websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await websocket.close(code=status.WS_1001_GOING_AWAY)
+
+
+async def _send_events(
+    websocket: WebSocket, subscription: Subscription, ping_seconds: float, end_at_terminal: bool
+) -> None:
+    while (batch := await subscription.next_batch(idle_timeout=ping_seconds)) is not None:
+        if not batch:
+            await websocket.send_text(PING_MESSAGE)
+            continue
+        for event in batch:
+            await websocket.send_text(event.json_text)
+            if end_at_terminal and event.terminal:
+                await websocket.close(code=status.WS_1000_NORMAL_CLOSURE, reason="run finished")
+                return
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) client messages until the client goes away."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
