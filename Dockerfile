@@ -1,25 +1,33 @@
 # syntax=docker/dockerfile:1
+# MGX Agent API image: a build stage installs the dependencies into a virtual environment; the
+# runtime stage copies that environment and the code, and runs as an unprivileged user.
+
 FROM python:3.11-slim AS build
 WORKDIR /build
 COPY requirements.txt .
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS runtime
 ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     API_HOST=0.0.0.0 \
-    API_PORT=8000
-RUN useradd --create-home --uid 10001 mgx
+    API_PORT=8000 \
+    API_WORKERS=1
+# A fixed numeric uid, so Kubernetes can verify runAsNonRoot without a name lookup.
+RUN useradd --create-home --uid 10001 --user-group mgx
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY --chown=mgx:mgx backend ./backend
-COPY --chown=mgx:mgx mgx_agent ./mgx_agent
-COPY --chown=mgx:mgx alembic ./alembic
-COPY --chown=mgx:mgx alembic.ini ./
-USER mgx
+COPY --chown=10001:10001 backend ./backend
+COPY --chown=10001:10001 mgx_agent ./mgx_agent
+COPY --chown=10001:10001 alembic ./alembic
+COPY --chown=10001:10001 alembic.ini ./
+# The embedded SQLite database (SQLITE_PATH=data/mgx.db) when no PostgreSQL is configured.
+RUN install -d -o 10001 -g 10001 /app/data
+USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2).status == 200 else 1)"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-m", "backend.app.healthcheck"]
+# Migrations first (a no-op when the schema is at head), then uvicorn with API_WORKERS processes.
 CMD ["sh", "-c", "alembic upgrade head && exec python -m backend.app.main"]

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     runner_poll_seconds: float = Field(2, gt=0, le=60)
     mgx_approval_ttl_seconds: int = Field(86_400, ge=1, le=30 * 86_400)
 
+    # Live events (SSE and WebSocket)
+    mgx_stream_deltas: bool = True
+    events_keepalive_seconds: float = Field(15, gt=0, le=300)
+    events_poll_seconds: float = Field(0.5, gt=0, le=60)
+    events_subscriber_queue: int = Field(256, ge=1, le=100_000)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:

@@ -14,15 +14,17 @@ from mgx_agent.llm import LLMConfig
 
 from backend import __version__
 from backend.app.deps import require_json_body
+from backend.app.docs import install_offline_docs
 from backend.app.problems import install_problem_handlers
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.db.engine import create_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
-from backend.routers import health, runs, tasks
+from backend.routers import events, health, runs, tasks
 from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
 from backend.services.background import BackgroundTaskRunner, RunnerConfig
+from backend.services.events import EventBroadcaster
 from backend.services.run_execution import RunExecutor
 from backend.services.run_signals import RunSignals
 from backend.services.team_provider import MGXTeamProvider
@@ -68,17 +70,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session_factory = create_session_factory(engine)
         provider = MGXTeamProvider(settings, app.state.llm_config)
         signals = RunSignals()
-        executor = RunExecutor(session_factory, provider, approval_ttl_seconds=settings.mgx_approval_ttl_seconds)
+        events = EventBroadcaster(
+            session_factory,
+            redis=redis,
+            poll_seconds=settings.events_poll_seconds,
+            queue_size=settings.events_subscriber_queue,
+            stream_deltas=settings.mgx_stream_deltas,
+        )
+        executor = RunExecutor(
+            session_factory, provider, approval_ttl_seconds=settings.mgx_approval_ttl_seconds, events=events
+        )
         runner = BackgroundTaskRunner(session_factory, executor, signals, runner_config(settings))
         app.state.engine = engine
         app.state.session_factory = session_factory
         app.state.redis = redis
         app.state.team_provider = provider
         app.state.run_signals = signals
+        app.state.events = events
         app.state.runner = runner
         app.state.started_at = utcnow()
         app.state.started_monotonic = time.monotonic()
         await signals.listen(settings.sqlalchemy_url)
+        await events.start()
         await runner.start()
         logger.info(
             "started: database %s (%s), cache %s, LLM %s",
@@ -92,6 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = getattr(app.state, "runner", None)
         if runner is not None:
             await runner.stop()
+            await app.state.events.close()
             await app.state.run_signals.close()
             await app.state.team_provider.aclose()
         if redis is not None:
@@ -122,6 +136,8 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         lifespan=lifespan,
         dependencies=[Depends(require_json_body)],
         debug=False,
+        docs_url=None,  # served from local assets by install_offline_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.llm_config = llm_config
@@ -134,6 +150,7 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         expose_headers=["ETag", "Location", "Idempotent-Replayed"],
     )
     install_problem_handlers(app)
+    install_offline_docs(app)
 
     @app.get("/", response_model=ServiceInfoRead, tags=["service"], summary="Service information")
     async def service_info() -> ServiceInfoRead:
@@ -150,6 +167,8 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
     app.include_router(health.router)
     app.include_router(tasks.router)
     app.include_router(runs.router)
+    app.include_router(events.router)
+    app.include_router(events.ws_router)
     _register_problem_schema(app)
     return app
 

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from backend import __version__
 from backend.app.problems import problem_response
