@@ -1,0 +1,276 @@
+"""Run throughput of one API process: how long N concurrent runs take end to end, how long they
+wait in the queue, and how much memory the server needs; plus how fast an idle worker picks up
+the next queued run.
+
+The API runs as a uvicorn subprocess on a throw-away PostgreSQL database (``--sqlite`` for an
+SQLite file instead); the fake LLM server (100 ms per call by default) runs in this process.
+Each level gets a fresh server (so its peak RSS is its own) and one unmeasured warm-up run.
+
+    python bench/runs_throughput.py [--sqlite] [--levels 1,10,100] [--latency-ms 100]
+
+Figures come from the runs' own timestamps: wall = first created_at -> last finished_at,
+queue wait = created_at -> started_at (the first claim), pick-up = run 1 finished_at -> run 2
+started_at with one worker. CPU ms/run is the server's user+system CPU time over the measured
+runs (including the bench's light polling), which shows whether the process is CPU-bound.
+Targets: 100 concurrent runs within 2x the wall time of one run; pick-up < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from tests.databases import PostgresTestDatabase  # noqa: E402
+from tests.e2e.conftest import ApiServer, service_env, start_fake_llm  # noqa: E402
+from tests.services import postgres_url_for_tests, tcp_reachable  # noqa: E402
+
+ACTIVE = ("queued", "planning", "awaiting_approval", "running")
+POLL_SECONDS = 0.1
+SCALING_TARGET = 2.0  # N concurrent runs finish within this many single-run wall times
+PICKUP_TARGET_MS = 100.0
+PICKUP_PAIRS = 3
+RUN_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class LevelResult:
+    runs: int
+    wall_seconds: float
+    queue_p50_ms: float
+    queue_p95_ms: float
+    peak_rss_mib: float | None
+    cpu_ms_per_run: float
+    failed: int
+
+    @property
+    def runs_per_second(self) -> float:
+        return self.runs / self.wall_seconds if self.wall_seconds else float("inf")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (no interpolation: a reported value really happened)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def at(run: dict[str, Any], field: str) -> float:
+    return datetime.fromisoformat(run[field]).timestamp()
+
+
+async def create_tasks(client: httpx.AsyncClient, count: int, label: str) -> list[str]:
+    async def one(index: int) -> str:
+        body = {
+            "title": f"{label} #{index}: slugify titles",
+            "description": "unicode aware slugs",
+            "config": {"auto_approve_plan": True},
+        }
+        response = await client.post("/tasks/", json=body)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    ids = []
+    for start in range(0, count, 20):  # a few at a time: task creation is not what is measured
+        ids += await asyncio.gather(*(one(i) for i in range(start, min(count, start + 20))))
+    return ids
+
+
+async def start_runs(client: httpx.AsyncClient, task_ids: list[str]) -> list[str]:
+    async def one(task_id: str) -> str:
+        response = await client.post("/runs/", json={"task_id": task_id})
+        response.raise_for_status()
+        return response.json()["id"]
+
+    return list(await asyncio.gather(*(one(task_id) for task_id in task_ids)))
+
+
+async def wait_finished(client: httpx.AsyncClient, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Wait until no run is active, then read the runs. The poll only counts (limit=1): listing
+    every run at each poll would load the server being measured."""
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while True:
+        pages = await asyncio.gather(
+            *(client.get("/runs/", params={"status": status, "limit": 1}) for status in ACTIVE)
+        )
+        active = sum(page.json()["total"] for page in pages)
+        if not active:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{active} run(s) did not finish in {RUN_TIMEOUT_SECONDS:g}s")
+        await asyncio.sleep(POLL_SECONDS)
+    runs: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        page = (await client.get("/runs/", params={"limit": 200, "offset": offset})).json()
+        runs.update((run["id"], run) for run in page["items"])
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            break
+    return [runs[run_id] for run_id in run_ids]
+
+
+async def measure_level(server: ApiServer, runs: int) -> LevelResult:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        warm_up = await start_runs(client, await create_tasks(client, 1, "warm-up"))
+        await wait_finished(client, warm_up)
+        task_ids = await create_tasks(client, runs, f"level {runs}")
+        cpu_before = cpu_seconds(server.pid)
+        finished = await wait_finished(client, await start_runs(client, task_ids))
+        cpu_used = cpu_seconds(server.pid) - cpu_before
+    waits = [(at(run, "started_at") - at(run, "created_at")) * 1000 for run in finished]
+    wall = max(at(run, "finished_at") for run in finished) - min(at(run, "created_at") for run in finished)
+    rss = server.peak_rss_kib()
+    return LevelResult(
+        runs=runs,
+        wall_seconds=wall,
+        queue_p50_ms=percentile(waits, 0.50),
+        queue_p95_ms=percentile(waits, 0.95),
+        peak_rss_mib=rss / 1024 if rss is not None else None,
+        cpu_ms_per_run=cpu_used * 1000 / runs,
+        failed=sum(run["status"] != "completed" for run in finished),
+    )
+
+
+async def measure_pickup(server: ApiServer) -> list[float]:
+    """With one worker, queue two runs at once: the gap between the first finishing and the
+    second being claimed is the pick-up latency."""
+    gaps = []
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        for pair in range(PICKUP_PAIRS):
+            task_ids = await create_tasks(client, 2, f"pick-up {pair}")
+            finished = await wait_finished(client, await start_runs(client, task_ids))
+            first, second = sorted(finished, key=lambda run: at(run, "started_at"))
+            gaps.append((at(second, "started_at") - at(first, "finished_at")) * 1000)
+    return gaps
+
+
+def run_server(env: dict[str, str], workdir: Path, name: str, workers: int) -> ApiServer:
+    return ApiServer({**env, "RUNNER_WORKERS": str(workers)}, workdir / name, name=name).start()
+
+
+async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> int:
+    fake, _ = start_fake_llm(latency_seconds=args.latency_ms / 1000)
+    env = service_env(database_url, fake.base_url, LOG_LEVEL="WARNING", RUNNER_POLL_SECONDS=2)
+    results: list[LevelResult] = []
+    pickups: list[float] = []
+    try:
+        for runs in args.levels:
+            server = run_server(env, workdir, f"level-{runs}", max(args.workers, runs))
+            try:
+                results.append(await measure_level(server, runs))
+            finally:
+                server.stop()
+        server = run_server(env, workdir, "pickup", 1)
+        try:
+            pickups = await measure_pickup(server)
+        finally:
+            server.stop()
+    finally:
+        fake.stop()
+    return report(args, results, pickups)
+
+
+def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[float]) -> int:
+    database = "SQLite" if args.sqlite else "PostgreSQL"
+    print(
+        f"\nRuns throughput: {database}, fake LLM {args.latency_ms:g} ms/call, MGX_SANDBOX=off, "
+        f"auto_approve_plan, RUNNER_WORKERS=max({args.workers}, runs)\n"
+    )
+    header = (
+        f"{'runs':>5} {'wall s':>8} {'runs/s':>8} {'queue p50 ms':>13} {'queue p95 ms':>13} "
+        f"{'peak RSS MiB':>13} {'CPU ms/run':>11} {'failed':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        rss = f"{r.peak_rss_mib:.1f}" if r.peak_rss_mib is not None else "n/a"
+        print(
+            f"{r.runs:>5} {r.wall_seconds:>8.3f} {r.runs_per_second:>8.2f} {r.queue_p50_ms:>13.1f} "
+            f"{r.queue_p95_ms:>13.1f} {rss:>13} {r.cpu_ms_per_run:>11.1f} {r.failed:>7}"
+        )
+    print()
+    met = True
+    by_size = {r.runs: r for r in results}
+    if 1 in by_size and len(by_size) > 1:
+        single = by_size[1].wall_seconds
+        largest = by_size[max(by_size)]
+        ratio = largest.wall_seconds / single
+        ok = ratio <= SCALING_TARGET
+        met &= ok
+        print(
+            f"scaling: {largest.runs} runs took {ratio:.2f}x one run "
+            f"(target <= {SCALING_TARGET:g}x): {'met' if ok else 'NOT met'}"
+        )
+    if pickups:
+        worst = max(pickups)
+        ok = worst < PICKUP_TARGET_MS
+        met &= ok
+        shown = ", ".join(f"{gap:.1f}" for gap in pickups)
+        print(
+            f"pick-up with 1 worker: {shown} ms (median {statistics.median(pickups):.1f}, "
+            f"worst {worst:.1f}; target < {PICKUP_TARGET_MS:g} ms): {'met' if ok else 'NOT met'}"
+        )
+    failed = sum(r.failed for r in results)
+    if failed:
+        met = False
+        print(f"{failed} run(s) did not complete")
+    print(f"\nall targets {'met' if met else 'NOT met'}")
+    return 0 if met else 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sqlite", action="store_true", help="use an SQLite file instead of PostgreSQL")
+    parser.add_argument("--levels", default="1,10,100", help="concurrent runs per level (comma-separated)")
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="fake LLM latency per call")
+    parser.add_argument("--workers", type=int, default=100, help="RUNNER_WORKERS (at least the level)")
+    args = parser.parse_args(argv)
+    args.levels = [int(part) for part in args.levels.split(",") if part.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mgx-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.sqlite:
+            code = asyncio.run(bench(args, f"sqlite:///{workdir / 'bench.db'}", workdir))
+        else:
+            server_url = postgres_url_for_tests()
+            if not tcp_reachable(server_url, 5432):
+                print(f"PostgreSQL is not reachable at {server_url}; set TEST_DATABASE_URL or use --sqlite")
+                return 2
+            database = PostgresTestDatabase(server_url)
+            database.create()
+            try:
+                url = database.url.set(drivername="postgresql").render_as_string(hide_password=False)
+                code = asyncio.run(bench(args, url, workdir))
+            finally:
+                database.drop()
+    print(f"(bench took {time.monotonic() - started:.1f}s)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
