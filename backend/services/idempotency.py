@@ -29,6 +29,15 @@ def request_fingerprint(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class CreatedResource:
+    """What a creation answers: the body, its Location, and whether it replays a stored answer."""
+
+    body: dict[str, Any]
+    location: str
+    replayed: bool
+
+
 class IdempotencyGuard:
     """Claims a key for one creation inside the caller's transaction."""
 

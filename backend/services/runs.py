@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +21,7 @@ from backend.errors import ConflictError, NotFoundError
 from backend.schemas.runs import ArtifactRead, RunApprove, RunCreate, RunRead, RunReject, RunUpdate
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
-from backend.services.idempotency import IdempotencyGuard, StoredResponse
+from backend.services.idempotency import CreatedResource, IdempotencyGuard, StoredResponse
 from backend.services.run_journal import change_status, record_event
 from backend.services.run_signals import RunSignals
 
@@ -31,13 +29,6 @@ CREATE_SCOPE = "POST /runs/"
 
 # What a worker does with a queued run.
 PLAN, REPLAN, EXECUTE = "plan", "replan", "execute"
-
-
-@dataclass(frozen=True)
-class RunCreated:
-    body: dict[str, Any]
-    location: str
-    replayed: bool
 
 
 def run_location(run_id: uuid.UUID) -> str:
@@ -100,14 +91,14 @@ class RunService:
 
     # Creating and editing
 
-    async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> RunCreated:
+    async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
         claim = None
         if idempotency_key is not None:
             guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
             outcome = await guard.replay_or_claim(CREATE_SCOPE, idempotency_key, data.model_dump(mode="json"))
             if isinstance(outcome, StoredResponse):
                 await self.session.rollback()
-                return RunCreated(outcome.body, outcome.location or "", replayed=True)
+                return CreatedResource(outcome.body, outcome.location or "", replayed=True)
             claim = outcome
         task = await self.session.get(Task, data.task_id, with_for_update=True)
         if task is None:
@@ -148,7 +139,7 @@ class RunService:
             IdempotencyGuard.complete(claim, 201, body, location)
         await self.session.commit()
         self.signals.deliver("queued")
-        return RunCreated(body, location, replayed=False)
+        return CreatedResource(body, location, replayed=False)
 
     async def update_run(self, run_id: uuid.UUID, data: RunUpdate, *, if_match: str | None) -> RunRead:
         run = await self.get_run(run_id, for_update=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,16 +17,9 @@ from backend.schemas.problem import field_path
 from backend.schemas.tasks import TaskConfig, TaskCreate, TaskRead, TaskUpdate
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
-from backend.services.idempotency import IdempotencyGuard, StoredResponse
+from backend.services.idempotency import CreatedResource, IdempotencyGuard, StoredResponse
 
 CREATE_SCOPE = "POST /tasks/"
-
-
-@dataclass(frozen=True)
-class TaskCreated:
-    body: dict[str, Any]
-    location: str
-    replayed: bool
 
 
 def task_location(task_id: uuid.UUID) -> str:
@@ -51,14 +43,14 @@ class TaskService:
             raise NotFoundError(f"task {task_id} does not exist")
         return task
 
-    async def create_task(self, data: TaskCreate, *, idempotency_key: str | None) -> TaskCreated:
+    async def create_task(self, data: TaskCreate, *, idempotency_key: str | None) -> CreatedResource:
         claim = None
         if idempotency_key is not None:
             guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
             outcome = await guard.replay_or_claim(CREATE_SCOPE, idempotency_key, data.model_dump(mode="json"))
             if isinstance(outcome, StoredResponse):
                 await self.session.rollback()
-                return TaskCreated(outcome.body, outcome.location or "", replayed=True)
+                return CreatedResource(outcome.body, outcome.location or "", replayed=True)
             claim = outcome
         now = utcnow()
         task = await self.tasks.add(
@@ -75,7 +67,7 @@ class TaskService:
         if claim is not None:
             IdempotencyGuard.complete(claim, 201, body, location)
         await self.session.commit()
-        return TaskCreated(body, location, replayed=False)
+        return CreatedResource(body, location, replayed=False)
 
     async def update_task(self, task_id: uuid.UUID, data: TaskUpdate, *, if_match: str | None) -> Task:
         task = await self.get_task(task_id)
