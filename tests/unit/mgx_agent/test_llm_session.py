@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -20,27 +19,6 @@ from mgx_agent.llm import (
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 
 MESSAGES = [{"role": "user", "content": "Plan a word counter."}]
-
-
-@pytest.fixture(scope="module")
-def fake_llm_server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm(fake_llm_server: FakeLLMServer) -> FakeLLMServer:
-    fake_llm_server.reset()
-    return fake_llm_server
-
-
-@pytest.fixture
-async def client(fake_llm: FakeLLMServer) -> AsyncIterator[OpenAICompatibleClient]:
-    client = OpenAICompatibleClient(
-        LLMConfig(base_url=fake_llm.base_url, max_retries=0, timeout_seconds=5)
-    )
-    yield client
-    await client.aclose()
 
 
 async def test_chat_records_usage_and_cost_per_role(
