@@ -1,5 +1,5 @@
-"""BackgroundTaskRunner: N asyncio workers in the API process that claim queued runs from the
-database and execute them, plus ad-hoc background jobs (``submit`` / ``get_status``).
+"""BackgroundTaskRunner: executes up to ``RUNNER_WORKERS`` runs at a time in the API process,
+claiming queued runs from the database, plus ad-hoc background jobs (``submit`` / ``get_status``).
 
 Durability comes from the database, not from memory: a claim is an atomic conditional update
 that sets a lease; a heartbeat extends the leases this process holds; a reaper (in every
@@ -37,7 +37,9 @@ from backend.services.runs import PLAN, REPLAN
 logger = logging.getLogger("backend.runner")
 
 JOB_HISTORY = 1000
-WORKER_TASK_PREFIX = "runner-worker-"
+DISPATCHER_TASK_NAME = "runner-dispatcher"
+# At most this many queued runs are leased in one claim transaction.
+CLAIM_BATCH = 16
 # How long stopping workers get to hand their unfinished runs back to the queue.
 RELEASE_TIMEOUT_SECONDS = 10
 
@@ -87,6 +89,8 @@ class BackgroundTaskRunner:
         self.stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(config.workers)
+        self._slot_tasks: set[asyncio.Task[None]] = set()
         self._cancelled_by_request: set[uuid.UUID] = set()
         self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
         self._job_tasks: dict[str, asyncio.Task[Any]] = {}
@@ -99,8 +103,9 @@ class BackgroundTaskRunner:
             return
         self.started = True
         self.stopping = False
-        for index in range(self.config.workers):
-            self._loops.append(asyncio.create_task(self._worker(), name=f"{WORKER_TASK_PREFIX}{index}"))
+        self._slots = asyncio.Semaphore(self.config.workers)
+        if self.config.workers:
+            self._loops.append(asyncio.create_task(self._dispatch(), name=DISPATCHER_TASK_NAME))
         self._loops.append(asyncio.create_task(self._heartbeat(), name="runner-heartbeat"))
         self._loops.append(asyncio.create_task(self._reaper(), name="runner-reaper"))
         logger.info("runner started: %d worker(s), owner %s", self.config.workers, self.owner)
@@ -117,14 +122,13 @@ class BackgroundTaskRunner:
             await asyncio.wait(in_flight, timeout=self.config.shutdown_grace_seconds)
         for task in self._active.values():
             task.cancel()
-        # Workers release the runs they held, then leave their loops; the heartbeat keeps the
+        # Each run's slot releases its run back to the queue, then ends; the heartbeat keeps the
         # leases alive meanwhile, so it stops last.
-        workers = [task for task in self._loops if task.get_name().startswith(WORKER_TASK_PREFIX)]
-        if workers:
-            await asyncio.wait(workers, timeout=RELEASE_TIMEOUT_SECONDS)
-        for task in [*self._loops, *self._job_tasks.values()]:
+        if self._slot_tasks:
+            await asyncio.wait(list(self._slot_tasks), timeout=RELEASE_TIMEOUT_SECONDS)
+        for task in [*self._loops, *self._slot_tasks, *self._job_tasks.values()]:
             task.cancel()
-        await asyncio.gather(*self._loops, *self._job_tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._slot_tasks, *self._job_tasks.values(), return_exceptions=True)
         self._loops.clear()
         self.started = False
         logger.info("runner stopped")
@@ -183,37 +187,60 @@ class BackgroundTaskRunner:
 
     # Workers
 
-    async def _worker(self) -> None:
+    async def _dispatch(self) -> None:
+        """Claim queued runs while a worker slot is free, and run each in its own task.
+
+        One claim loop per process (not one per worker) means a wake-up costs one claim
+        query however many slots are idle, and a burst of queued runs is claimed in batches.
+        """
         while not self.stopping:
+            await self._slots.acquire()
+            free = 1
+            while free < CLAIM_BATCH and not self._slots.locked():
+                await self._slots.acquire()
+                free += 1
             # Clear before claiming: a signal that arrives during the claim is not lost.
             self.signals.queued_event.clear()
-            try:
-                run_id = await self._claim()
-            except Exception:
-                logger.exception("claiming a run failed; retrying")
-                run_id = None
-            if run_id is None:
+            claimed: list[uuid.UUID] = []
+            if not self.stopping:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    logger.exception("claiming runs failed; retrying")
+            for run_id in claimed:
+                task = asyncio.create_task(self._run_in_slot(run_id), name=f"runner-slot-{run_id}")
+                self._slot_tasks.add(task)
+                task.add_done_callback(self._slot_tasks.discard)
+            for _ in range(free - len(claimed)):
+                self._slots.release()
+            if len(claimed) < free and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.signals.queued_event.wait(), self.config.poll_seconds)
-                continue
-            # Another worker may be idle while this one is busy: pass the wake-up on.
-            self.signals.queued_event.set()
-            await self._execute(run_id)
 
-    async def _claim(self) -> uuid.UUID | None:
+    async def _run_in_slot(self, run_id: uuid.UUID) -> None:
+        try:
+            await self._execute(run_id)
+        finally:
+            self._slots.release()
+            # A slot came free: look at the queue again (runs may have queued meanwhile).
+            self.signals.queued_event.set()
+
+    async def _claim(self, limit: int) -> list[uuid.UUID]:
+        """Lease up to ``limit`` queued runs to this process, in one transaction."""
         async with self.session_factory() as session:
-            run = await RunRepository(session).lock_next_queued()
-            if run is None:
+            runs = await RunRepository(session).lock_next_queued(limit)
+            if not runs:
                 await session.rollback()
-                return None
+                return []
             now = utcnow()
-            new_status = run_states.PLANNING if run.pending_action in (PLAN, REPLAN, None) else run_states.RUNNING
-            await change_status(session, run, new_status, data={"attempt": run.attempt, "worker": self.owner})
-            run.lease_owner = self.owner
-            run.lease_expires_at = now + timedelta(seconds=self.config.lease_seconds)
-            run.started_at = run.started_at or now
+            for run in runs:
+                new_status = run_states.PLANNING if run.pending_action in (PLAN, REPLAN, None) else run_states.RUNNING
+                await change_status(session, run, new_status, data={"attempt": run.attempt, "worker": self.owner})
+                run.lease_owner = self.owner
+                run.lease_expires_at = now + timedelta(seconds=self.config.lease_seconds)
+                run.started_at = run.started_at or now
             await session.commit()
-            return run.id
+            return [run.id for run in runs]
 
     async def _execute(self, run_id: uuid.UUID) -> None:
         task = asyncio.create_task(

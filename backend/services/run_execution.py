@@ -1,29 +1,29 @@
 """Executing one claimed run on a worker: plan, wait for approval, or execute the team, with
 every team event persisted and every finished phase checkpointed on the run row.
 
-Each write first re-reads the run under a row lock and checks that this worker still holds its
-lease, so a worker that lost its lease (cancelled, or recovered elsewhere after a stall) can
-never overwrite the run.
+Every write checks, under the run's row lock, that this worker still holds its lease (status
+changes re-read the row; event batches use one conditional UPDATE), so a worker that lost its
+lease (cancelled, or recovered elsewhere after a stall) can never overwrite the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
 from mgx_agent.errors import MGXError
 from mgx_agent.events import (
     AgentDelta,
-    AgentMessage,
     ArtifactProduced,
     PhaseFinished,
     PhaseStarted,
     PlanReady,
-    SandboxResult,
     TeamEvent,
     UsageUpdated,
 )
@@ -36,12 +36,16 @@ from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
 from backend.services import run_states
-from backend.services.events import EventBroadcaster
+from backend.db.repositories.run_events import RunEventRepository
+from backend.services.events import EventBroadcaster, StreamEvent, stage_committed_event
 from backend.services.run_journal import change_status, record_event
 from backend.services.runs import EXECUTE, PLAN, REPLAN
 from backend.services.team_provider import MGXTeamProvider
 
 logger = logging.getLogger("backend.runner")
+
+# A run's worker may write to it only while the run is in one of these statuses.
+LEASED_STATUSES = (run_states.PLANNING, run_states.RUNNING)
 
 
 class LeaseLostError(Exception):
@@ -114,20 +118,27 @@ class RunExecutor:
                 action = await self._after_plan(run_id, owner, team)
             elif action == PLAN:
                 await team.analyze_and_plan(text)
+                await recorder.drain()
                 action = await self._after_plan(run_id, owner, team)
             elif action == REPLAN:
                 await team.reject_plan(feedback or "")
+                await recorder.drain()
                 action = await self._after_plan(run_id, owner, team)
             if action == EXECUTE:
                 team.approve_plan()
                 result = await team.execute()
+                await recorder.drain()
                 await self._finish(run_id, owner, team, result)
         except (LeaseLostError, RunInterrupted):
             raise
         except MGXError as exc:
+            await recorder.drain()
             await self._fail_owned(run_id, owner, exc.code, exc.message, team)
         except ValidationError as exc:
+            await recorder.drain()
             await self._fail_owned(run_id, owner, "invalid_state", f"the run's saved state is unusable: {exc}", team)
+        finally:
+            recorder.close()
 
     async def _after_plan(self, run_id: uuid.UUID, owner: str, team: MGXStyleTeam) -> str | None:
         """Wait for a human, or go straight on when the plan is approved automatically."""
@@ -193,46 +204,69 @@ class RunExecutor:
             run is None
             or run.lease_owner != owner
             or run.cancel_requested
-            or run.status not in (run_states.PLANNING, run_states.RUNNING)
+            or run.status not in LEASED_STATUSES
         ):
             await session.rollback()
             raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
         return run
 
-    async def record(self, run_id: uuid.UUID, owner: str, event: TeamEvent) -> None:
-        """Persist one team event (and what it changes on the run) in its own transaction."""
-        async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, owner)
-            if isinstance(event, PhaseStarted):
-                if event.phase != "planning":
-                    run.phase = event.phase
-                await record_event(session, run, "run.phase", {"phase": event.phase, "state": "started", "round": event.round})
+    async def record(self, run_id: uuid.UUID, owner: str, events: Sequence[TeamEvent]) -> None:
+        """Persist team events, and what they change on the run, in one transaction.
+
+        One conditional UPDATE both checks the lease and reserves the events' ``seq`` numbers,
+        so a batch costs a handful of statements however many events it holds.
+        """
+        values: dict[str, Any] = {}
+        artifacts: list[ArtifactProduced] = []
+        for event in events:
+            if isinstance(event, PhaseStarted) and event.phase != "planning":
+                values["phase"] = event.phase
             elif isinstance(event, PhaseFinished):
-                run.checkpoint = event.checkpoint
-                run.usage = event.checkpoint.get("usage", run.usage)
-                run.timings = event.checkpoint.get("timings", run.timings)
-                await record_event(
-                    session, run, "run.phase", {"phase": event.phase, "state": "finished", "seconds": event.seconds}
-                )
+                values["checkpoint"] = event.checkpoint
+                for key in ("usage", "timings"):
+                    if key in event.checkpoint:
+                        values[key] = event.checkpoint[key]
             elif isinstance(event, PlanReady):
-                run.plan = event.plan
-                run.complexity = event.plan.get("complexity")
-                await record_event(session, run, "run.plan_ready", {"plan": event.plan})
-            elif isinstance(event, ArtifactProduced):
-                content = event.content.encode()
-                artifact = await ArtifactRepository(session).save(run.id, event.name, event.media_type, content)
-                await record_event(
-                    session,
-                    run,
-                    "artifact.created",
-                    {"name": artifact.name, "media_type": artifact.media_type, "size": artifact.size, "sha256": artifact.sha256},
-                )
+                values["plan"] = event.plan
+                values["complexity"] = event.plan.get("complexity")
             elif isinstance(event, UsageUpdated):
-                run.usage = event.usage
-                await record_event(session, run, "run.usage", event.usage)
-            elif isinstance(event, AgentMessage | SandboxResult):
-                await record_event(session, run, event.type, _payload(event))
+                values["usage"] = event.usage
+            elif isinstance(event, ArtifactProduced):
+                artifacts.append(event)
+        async with self.session_factory() as session:
+            now = utcnow()
+            artifact_data = {}
+            for artifact in artifacts:
+                summary = await ArtifactRepository(session).save(
+                    run_id, artifact.name, artifact.media_type, artifact.content.encode(), now=now
+                )
+                artifact_data[id(artifact)] = asdict(summary)
+            items = [_journal_entry(event, artifact_data) for event in events]
+            reserved = await RunRepository(session).update_leased(
+                run_id, owner, LEASED_STATUSES, values, reserve_events=len(items), now=now
+            )
+            if reserved is None:
+                await session.rollback()
+                raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+            first_seq, task_id = reserved
+            for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, items, now=now):
+                stage_committed_event(session, StreamEvent.from_row(row, task_id))
             await session.commit()
+
+
+def _journal_entry(event: TeamEvent, artifact_data: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The run event (type, data) that records a team event."""
+    if isinstance(event, PhaseStarted):
+        return "run.phase", {"phase": event.phase, "state": "started", "round": event.round}
+    if isinstance(event, PhaseFinished):
+        return "run.phase", {"phase": event.phase, "state": "finished", "seconds": event.seconds}
+    if isinstance(event, PlanReady):
+        return "run.plan_ready", {"plan": event.plan}
+    if isinstance(event, ArtifactProduced):
+        return "artifact.created", artifact_data[id(event)]
+    if isinstance(event, UsageUpdated):
+        return "run.usage", event.usage
+    return event.type, _payload(event)
 
 
 def _payload(event: TeamEvent) -> dict[str, Any]:
@@ -242,7 +276,15 @@ def _payload(event: TeamEvent) -> dict[str, Any]:
 
 
 class _EventRecorder:
-    """The team's event callback for one run on one worker."""
+    """The team's event callback for one run on one worker: a write-behind journal.
+
+    Events are queued and written by one flusher task, so the team is not held up by the
+    database and everything it emits between two awaits of real work (typically one LLM
+    reply: message, usage, artifacts, phase end and the next phase's start) lands in one
+    transaction. Order is kept (one writer per run). A failed write (lease lost, database
+    error) is raised to the team at its next event, and by ``drain``, which the executor
+    awaits before every status change so the log never shows a status ahead of its events.
+    """
 
     def __init__(
         self, executor: RunExecutor, run_id: uuid.UUID, task_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]
@@ -252,6 +294,9 @@ class _EventRecorder:
         self.task_id = task_id
         self.owner = owner
         self.should_stop = should_stop
+        self._pending: list[TeamEvent] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
     async def __call__(self, event: TeamEvent) -> None:
         if isinstance(event, AgentDelta):
@@ -259,6 +304,36 @@ class _EventRecorder:
             if self.executor.events is not None:
                 self.executor.events.publish_delta(self.run_id, self.task_id, _payload(event))
             return
-        await self.executor.record(self.run_id, self.owner, event)
+        self._raise_failure()
+        self._pending.append(event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"journal-{self.run_id}")
         if isinstance(event, PhaseFinished) and self.should_stop():
+            # Stopping: the checkpoint just queued must be stored before the run is released.
+            await self.drain()
             raise RunInterrupted(f"stopping after phase {event.phase}")
+
+    async def drain(self) -> None:
+        """Wait until every queued event is stored; raise what made a write fail."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+        self._raise_failure()
+
+    def close(self) -> None:
+        """Stop writing (the run's task was cancelled or failed); queued events are dropped."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self._pending.clear()
+
+    async def _flush(self) -> None:
+        while self._pending and self._failure is None:
+            batch, self._pending = self._pending, []
+            try:
+                await self.executor.record(self.run_id, self.owner, batch)
+            except Exception as exc:
+                self._failure = exc
+                self._pending.clear()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure

@@ -20,7 +20,9 @@ TERMINAL_EVENTS = {status: f"run.{status}" for status in run_states.TERMINAL_STA
 
 
 async def record_event(session: AsyncSession, run: Run, event_type: str, data: dict[str, Any] | None = None) -> int:
-    event = await RunEventRepository(session).append(run.id, event_type, data or {})
+    """Append an event to ``run``, which the caller's transaction holds row-locked (or created):
+    the locked row's counter gives ``seq``, and the insert goes out with the commit's flush."""
+    event = RunEventRepository(session).add_next(run, event_type, data or {})
     # Subscribers hear of it only after the caller's transaction commits (services/events.py).
     stage_committed_event(session, StreamEvent.from_row(event, run.task_id))
     return event.seq

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -14,25 +18,37 @@ from backend.db.models import Artifact
 from backend.db.types import utcnow
 
 
+@dataclass(frozen=True)
+class ArtifactSummary:
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+
+
 class ArtifactRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def save(self, run_id: uuid.UUID, name: str, media_type: str, content: bytes) -> Artifact:
-        """Create or replace the artifact ``name`` of a run (a revision rewrites its files)."""
-        artifact = await self.session.scalar(
-            select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name)
+    async def save(
+        self, run_id: uuid.UUID, name: str, media_type: str, content: bytes, *, now: datetime | None = None
+    ) -> ArtifactSummary:
+        """Create or replace the artifact ``name`` of a run (a revision rewrites its files) in
+        one upsert statement."""
+        summary = ArtifactSummary(name, media_type, len(content), hashlib.sha256(content).hexdigest())
+        values = {
+            "media_type": media_type,
+            "content": content,
+            "size": summary.size,
+            "sha256": summary.sha256,
+            "created_at": now or utcnow(),
+        }
+        dialect_insert = postgresql_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
+        statement = dialect_insert(Artifact).values(run_id=run_id, name=name, **values)
+        await self.session.execute(
+            statement.on_conflict_do_update(index_elements=[Artifact.run_id, Artifact.name], set_=values)
         )
-        if artifact is None:
-            artifact = Artifact(run_id=run_id, name=name)
-            self.session.add(artifact)
-        artifact.media_type = media_type
-        artifact.content = content
-        artifact.size = len(content)
-        artifact.sha256 = hashlib.sha256(content).hexdigest()
-        artifact.created_at = utcnow()
-        await self.session.flush()
-        return artifact
+        return summary
 
     async def list(self, run_id: uuid.UUID) -> Sequence[Artifact]:
         rows = await self.session.scalars(

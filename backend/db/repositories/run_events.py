@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run, RunEvent
@@ -17,22 +18,34 @@ class RunEventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def append(self, run_id: uuid.UUID, event_type: str, data: dict[str, Any]) -> RunEvent:
-        """Append an event; the counter row update serialises writers of the same run, so
-        ``seq`` has no gap and no duplicate even across processes."""
-        seq = await self.session.scalar(
-            update(Run)
-            .where(Run.id == run_id)
-            .values(next_event_seq=Run.next_event_seq + 1)
-            .returning(Run.next_event_seq - 1)
-            .execution_options(synchronize_session=False)
-        )
-        if seq is None:
-            raise LookupError(f"run {run_id} does not exist")
-        event = RunEvent(run_id=run_id, seq=seq, type=event_type, data=data, created_at=utcnow())
+    def add_next(self, run: Run, event_type: str, data: dict[str, Any]) -> RunEvent:
+        """Append an event to a run the session holds row-locked (``SELECT ... FOR UPDATE``, or
+        SQLite's ``BEGIN IMMEDIATE``), numbering it from the loaded counter: the lock is what
+        keeps ``seq`` free of gaps and duplicates across processes. Written at the next flush."""
+        seq = run.next_event_seq
+        run.next_event_seq = seq + 1
+        event = RunEvent(run_id=run.id, seq=seq, type=event_type, data=data, created_at=utcnow())
         self.session.add(event)
-        await self.session.flush()
         return event
+
+    async def insert_reserved(
+        self, run_id: uuid.UUID, first_seq: int, items: Sequence[tuple[str, dict[str, Any]]], *, now: datetime
+    ) -> list[RunEvent]:
+        """Insert events under ``seq`` numbers already reserved on the run row
+        (``RunRepository.update_leased``), in one statement."""
+        events = [
+            RunEvent(run_id=run_id, seq=first_seq + index, type=event_type, data=data, created_at=now)
+            for index, (event_type, data) in enumerate(items)
+        ]
+        if events:
+            await self.session.execute(
+                insert(RunEvent),
+                [
+                    {"run_id": run_id, "seq": event.seq, "type": event.type, "data": event.data, "created_at": now}
+                    for event in events
+                ],
+            )
+        return events
 
     async def list_after(self, run_id: uuid.UUID, after: int, limit: int) -> Sequence[RunEvent]:
         rows = await self.session.scalars(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,18 +66,56 @@ class RunRepository:
             or 0
         )
 
-    async def lock_next_queued(self) -> Run | None:
-        """The oldest claimable queued run, row-locked (PostgreSQL skips rows others hold).
+    async def lock_next_queued(self, limit: int = 1) -> Sequence[Run]:
+        """The oldest claimable queued runs, row-locked (PostgreSQL skips rows others hold).
 
         On SQLite the surrounding ``BEGIN IMMEDIATE`` transaction is the lock.
         """
-        return await self.session.scalar(
+        rows = await self.session.scalars(
             select(Run)
             .where(Run.status == "queued", Run.cancel_requested.is_(False))
             .order_by(Run.queued_at, Run.id)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        return rows.all()
+
+    async def update_leased(
+        self,
+        run_id: uuid.UUID,
+        owner: str,
+        statuses: Collection[str],
+        values: dict[str, Any],
+        *,
+        reserve_events: int,
+        now: datetime,
+    ) -> tuple[int, uuid.UUID] | None:
+        """Apply ``values`` to a run that ``owner`` still leases and reserve ``reserve_events``
+        event numbers, in one statement (the row lock serialises event writers of the run).
+
+        Returns ``(first reserved seq, task id)``, or None when the lease is gone: the run was
+        cancelled, reaped, finished, or is leased by someone else.
+        """
+        row = (
+            await self.session.execute(
+                update(Run)
+                .where(
+                    Run.id == run_id,
+                    Run.lease_owner == owner,
+                    Run.cancel_requested.is_(False),
+                    Run.status.in_(list(statuses)),
+                )
+                .values(
+                    next_event_seq=Run.next_event_seq + reserve_events,
+                    version=Run.version + 1,
+                    updated_at=now,
+                    **values,
+                )
+                .returning(Run.next_event_seq - reserve_events, Run.task_id)
+                .execution_options(synchronize_session=False)
+            )
+        ).first()
+        return None if row is None else (int(row[0]), row[1])
 
     async def extend_leases(self, owner: str, run_ids: Collection[uuid.UUID], until: datetime) -> set[uuid.UUID]:
         """Extend the leases ``owner`` still holds; returns the runs whose lease it still holds."""
