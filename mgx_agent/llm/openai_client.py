@@ -339,7 +339,9 @@ class OpenAICompatibleClient:
                 timeout=httpx.Timeout(
                     self._config.timeout_seconds, connect=min(self._config.timeout_seconds, 10.0)
                 ),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                # Keep every connection alive: under load, closing all but a few means a new
+                # TCP (and TLS) handshake for most calls.
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
             )
         return self._http
 
