@@ -81,7 +81,9 @@ class ActionContext:
                 await self.emit(AgentDelta(role=role.name, text=text))
 
         response = await self.session.chat(role.name, action, messages, on_delta=on_delta)
-        await self.emit(AgentMessage(role=role.name, action=action, content=response.content))
+        await self.emit(
+            AgentMessage(role=role.name, action=action, content=response.content, llm=response.call)
+        )
         await self.emit(UsageUpdated(usage=self.session.usage.to_dict()))
         return response.content
 

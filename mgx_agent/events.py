@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
+from mgx_agent.metrics import LLMCall
+
 PHASES = ("planning", "coding", "testing", "verifying", "reviewing", "revising")
 
 
@@ -47,10 +49,13 @@ class PlanReady(TeamEvent):
 
 @dataclass(frozen=True)
 class AgentMessage(TeamEvent):
+    """What a role said; ``llm`` is the model call that produced it (None for a human's words)."""
+
     type: ClassVar[str] = "agent.message"
     role: str
     action: str
     content: str
+    llm: LLMCall | None = None
 
 
 @dataclass(frozen=True)

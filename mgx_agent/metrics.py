@@ -1,7 +1,8 @@
 """Usage, cost and timing figures of one run.
 
 ``RunUsage`` counts tokens, cost, LLM calls and cache hits per role (the LLM session feeds it);
-``RunTimings`` records wall-clock seconds per phase (the team feeds it). Both turn into
+``RunTimings`` records wall-clock seconds per phase (the team feeds it); ``LLMCall`` is one
+chat turn's share, reported with each agent message. Usage and timings turn into
 JSON-ready dicts for the run row and ``run.usage`` events, and can be rebuilt from those dicts
 so a resumed run keeps counting from where it stopped.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from mgx_agent.llm.base import TokenUsage
 
 # Cost is stored with more precision than a cent: one small call can cost $0.00002.
-_COST_DECIMALS = 8
+COST_DECIMALS = 8
 
 
 @dataclass
@@ -53,7 +54,7 @@ class RoleUsage:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
-            "cost_usd": round(self.cost_usd, _COST_DECIMALS),
+            "cost_usd": round(self.cost_usd, COST_DECIMALS),
             "cost_known": self.cost_known,
             "llm_calls": self.llm_calls,
             "cache_hits": self.cache_hits,
@@ -71,6 +72,20 @@ class RoleUsage:
             cache_misses=int(data.get("cache_misses", 0)),
             cost_known=bool(data.get("cost_known", True)),
         )
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One chat turn as the run's session accounted it: the model that answered, its tokens and
+    cost (zero for a cache hit, where no call was made), and the cache outcome: ``"hit"``,
+    ``"miss"``, or None when the run does not cache."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = True
+    cache: str | None = None
 
 
 @dataclass

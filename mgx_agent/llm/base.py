@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mgx_agent.metrics import LLMCall
+
 # A chat message in the OpenAI shape: {"role": "system"|"user"|"assistant", "content": "..."}.
 ChatMessage = dict[str, str]
 
@@ -43,6 +45,8 @@ class LLMResponse:
     provider: str  # "openai" (any OpenAI-compatible endpoint) | "demo"
     usage: TokenUsage = field(default_factory=TokenUsage)
     cached: bool = False
+    # Filled in by the LLMSession that priced the call; clients leave it None.
+    call: LLMCall | None = None
 
 
 class LLMClient(Protocol):

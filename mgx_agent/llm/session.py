@@ -6,6 +6,7 @@ locking; the client and the cache behind it are shared by every run in the proce
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from mgx_agent.cache import CachedCompletion, ResponseCache, cache_key
@@ -19,7 +20,7 @@ from mgx_agent.llm.base import (
     TokenUsage,
 )
 from mgx_agent.llm.pricing import PriceTable
-from mgx_agent.metrics import RunUsage
+from mgx_agent.metrics import COST_DECIMALS, LLMCall, RunUsage
 
 
 class LLMSession:
@@ -96,7 +97,11 @@ class LLMSession:
                     # Live viewers still see the reply, in one piece.
                     await on_delta(hit.content)
                 return LLMResponse(
-                    content=hit.content, model=hit.model, provider=hit.provider, cached=True
+                    content=hit.content,
+                    model=hit.model,
+                    provider=hit.provider,
+                    cached=True,
+                    call=LLMCall(model=hit.model, cache="hit"),
                 )
             self.usage.record_cache_miss(role)
 
@@ -104,7 +109,18 @@ class LLMSession:
         response = await self.client.complete(
             messages, model=model, context=context, on_delta=on_delta, **self._sampling_params()
         )
-        self._record(role, model, response.model, response.usage)
+        cost, known = self._record(role, model, response.model, response.usage)
+        response = replace(
+            response,
+            call=LLMCall(
+                model=response.model or model,
+                prompt_tokens=response.usage.prompt_tokens,
+                completion_tokens=response.usage.completion_tokens,
+                cost_usd=round(cost, COST_DECIMALS),
+                cost_known=known,
+                cache=None if key is None else "miss",
+            ),
+        )
 
         if self.cache is not None and key is not None:
             await self.cache.set(
@@ -115,12 +131,15 @@ class LLMSession:
             )
         return response
 
-    def _record(self, role: str, requested: str, answered: str, tokens: TokenUsage) -> None:
+    def _record(
+        self, role: str, requested: str, answered: str, tokens: TokenUsage
+    ) -> tuple[float, bool]:
         # Providers answer with a dated or aliased name; fall back to the name we asked for.
         cost, known = self.prices.cost(answered, tokens)
         if not known and answered != requested:
             cost, known = self.prices.cost(requested, tokens)
         self.usage.record_call(role, tokens, cost, known)
+        return cost, known
 
     def _cache_params(self, role: str, action: str) -> dict[str, Any]:
         # role/action are part of the key because the demo model answers by action, not text.

@@ -16,6 +16,7 @@ from mgx_agent.llm import (
     PriceTable,
     TokenUsage,
 )
+from mgx_agent.metrics import LLMCall
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 
 MESSAGES = [{"role": "user", "content": "Plan a word counter."}]
@@ -122,6 +123,46 @@ async def test_dated_model_in_the_answer_is_priced_by_its_family(
     response = await session.chat("alex", "WriteCode", MESSAGES)
     assert response.model == "gpt-4o-2024-08-06"
     assert session.spent_usd == pytest.approx(2.50)
+
+
+async def test_each_answer_carries_its_call_as_the_session_priced_it(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    fake_llm.enqueue(
+        FakeReply(content="x", usage=TokenUsage(1_000_000, 500_000), model="gpt-4o-2024-08-06")
+    )
+    fake_llm.enqueue(FakeReply(content="y", usage=TokenUsage(10, 20)))
+    session = LLMSession(client, default_model="gpt-4o", role_models={"bob": "local-model"})
+
+    priced = await session.chat("alex", "WriteCode", MESSAGES)
+    unpriced = await session.chat("bob", "WriteTest", MESSAGES)
+
+    assert priced.call == LLMCall(
+        model="gpt-4o-2024-08-06",
+        prompt_tokens=1_000_000,
+        completion_tokens=500_000,
+        cost_usd=pytest.approx(7.50),
+        cost_known=True,
+        cache=None,
+    )
+    assert unpriced.call is not None
+    assert (unpriced.call.prompt_tokens, unpriced.call.completion_tokens) == (10, 20)
+    assert (unpriced.call.cost_usd, unpriced.call.cost_known) == (0.0, False)
+
+
+async def test_cache_outcome_is_on_the_call_and_a_hit_costs_nothing(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    cache = MemoryResponseCache(max_entries=10, ttl_seconds=60)
+    fake_llm.enqueue(FakeReply(content="answer", usage=TokenUsage(100, 50)))
+    session = LLMSession(client, default_model="gpt-4o-mini", cache=cache)
+
+    miss = await session.chat("alex", "WriteCode", MESSAGES)
+    hit = await session.chat("alex", "WriteCode", MESSAGES)
+
+    assert miss.call is not None and hit.call is not None
+    assert (miss.call.cache, miss.call.prompt_tokens, miss.call.cost_usd > 0) == ("miss", 100, True)
+    assert hit.call == LLMCall(model=miss.model, cache="hit")
 
 
 async def test_memory_cache_hit_makes_no_request_and_costs_nothing(
