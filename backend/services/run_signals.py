@@ -4,7 +4,7 @@ In-process, an ``asyncio.Event`` wakes idle workers at once. Across processes sh
 PostgreSQL, the same signals travel by LISTEN/NOTIFY (sent inside the transaction that queues
 or cancels, so they arrive only after it commits). On SQLite, or if the listener connection
 drops, workers fall back to polling every ``RUNNER_POLL_SECONDS`` and the heartbeat notices
-cancellations.
+cancellations until the listener reconnects (in the background, with backoff).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 logger = logging.getLogger("backend.runner")
 
 CHANNEL = "mgx_runs"
+RECONNECT_MIN_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 30.0
 
 
 class RunSignals:
@@ -29,6 +31,8 @@ class RunSignals:
         self.queued_event = asyncio.Event()
         self._cancel_handlers: list[Callable[[uuid.UUID], None]] = []
         self._listener = None
+        self._lost = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
 
     # Sending (inside the caller's transaction)
 
@@ -58,20 +62,50 @@ class RunSignals:
                     handler(run_id)
 
     async def listen(self, url: URL) -> None:
-        """Subscribe to other processes' signals (PostgreSQL only)."""
+        """Subscribe to other processes' signals (PostgreSQL only), and stay subscribed: a
+        dropped listener connection (a database restart) is reconnected in the background."""
         if url.get_backend_name() != "postgresql":
             return
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        if not await self._connect(dsn):
+            logger.warning("cross-process run signals unavailable; polling until the database answers")
+        self._supervisor = asyncio.create_task(self._stay_connected(dsn), name="run-signals-listener")
+
+    async def _connect(self, dsn: str) -> bool:
         import asyncpg
 
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        lost = asyncio.Event()
         try:
-            self._listener = await asyncpg.connect(dsn, timeout=5)
-            await self._listener.add_listener(CHANNEL, lambda *args: self.deliver(args[3]))
-        except (OSError, asyncpg.PostgresError) as exc:
-            logger.warning("cross-process run signals unavailable (%s); polling instead", exc)
-            self._listener = None
+            connection = await asyncpg.connect(dsn, timeout=5)
+            await connection.add_listener(CHANNEL, lambda *args: self.deliver(args[3]))
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        connection.add_termination_listener(lambda _connection: lost.set())
+        self._listener, self._lost = connection, lost
+        return True
+
+    async def _stay_connected(self, dsn: str) -> None:
+        delay = RECONNECT_MIN_SECONDS
+        while True:
+            if self._listener is not None:
+                await self._lost.wait()
+                self._listener = None
+                logger.warning("cross-process run signals lost; reconnecting (polling meanwhile)")
+            await asyncio.sleep(delay)
+            if await self._connect(dsn):
+                logger.info("cross-process run signals reconnected")
+                delay = RECONNECT_MIN_SECONDS
+                # Signals sent while disconnected are gone: look at the queue once.
+                self.deliver("queued")
+            else:
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()

@@ -1,0 +1,126 @@
+"""A PostgreSQL outage, for real: the app runs against a private cluster that the test stops and
+starts again. Liveness stays 200 throughout (an outage must not get pods restarted), readiness
+turns 503 naming the database, and comes back to 200 once the server is back, without a
+restart of the app."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from mgx_agent.llm import LLMConfig
+
+from backend.app.main import create_app
+from backend.config import load_settings
+from tests.private_postgres import PrivatePostgres, server_binaries
+from tests.services import services_required
+
+pytestmark = pytest.mark.slow
+
+PROBE_BUDGET_SECONDS = 2.0
+RECOVERY_TIMEOUT_SECONDS = 10.0
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A running throw-away PostgreSQL cluster of this test's own (never the shared server)."""
+    binaries = server_binaries()
+    if binaries is None:
+        message = "PostgreSQL server binaries (initdb, pg_ctl) are not installed"
+        if services_required():
+            pytest.fail(f"{message} and MGX_REQUIRE_SERVICES=1", pytrace=False)
+        pytest.skip(message)
+    cluster = PrivatePostgres(binaries)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+async def test_postgres_outage_keeps_live_and_fails_ready_until_the_server_returns(
+    private_postgres: PrivatePostgres,
+) -> None:
+    settings = load_settings(
+        _env_file=None,
+        database_url=private_postgres.url,
+        db_auto_migrate=True,
+        mgx_sandbox="off",
+        runner_workers=1,
+        runner_poll_seconds=0.2,
+    )
+    app = create_app(settings, LLMConfig(_env_file=None))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=10) as client:
+            assert (await client.get("/health/ready")).status_code == 200
+            task = await client.post("/tasks/", json={"title": "outage", "description": "outlives the database"})
+            assert task.status_code == 201, task.text
+
+            await asyncio.to_thread(private_postgres.stop_immediately)
+            for _ in range(3):  # repeatedly: the probes must not wear anything out
+                started = time.monotonic()
+                live = await client.get("/health/live")
+                assert live.status_code == 200 and time.monotonic() - started < 0.5
+                started = time.monotonic()
+                ready = await client.get("/health/ready")
+                took = time.monotonic() - started
+                assert ready.status_code == 503, ready.text
+                assert took < PROBE_BUDGET_SECONDS, f"readiness took {took:.2f}s with the database down"
+                body = ready.json()
+                assert body["detail"].startswith("not ready: database: "), body["detail"]
+                assert body["checks"]["database"]["ok"] is False
+                assert body["checks"]["runner"]["ok"] is True, "the runner keeps going through the outage"
+            during = await client.get(f"/tasks/{task.json()['id']}")
+            assert during.status_code == 503, during.text
+            assert during.headers["content-type"].startswith("application/problem+json")
+            assert during.headers["retry-after"] == "5"
+            assert during.json()["detail"] == "the database is unavailable; try again shortly"
+
+            await asyncio.to_thread(private_postgres.start)
+            deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+            while (ready := await client.get("/health/ready")).status_code != 200:
+                assert time.monotonic() < deadline, f"still not ready after the database returned: {ready.text}"
+                await asyncio.sleep(0.1)
+            fetched = await client.get(f"/tasks/{task.json()['id']}")
+            assert fetched.status_code == 200 and fetched.json()["title"] == "outage"
+            status = (await client.get("/health/status")).json()
+            assert status["status"] == "ok" and status["runner"]["queue_depth"] == 0
+
+
+async def test_run_signals_listener_reconnects_after_a_restart(private_postgres: PrivatePostgres) -> None:
+    """Cross-process wake-ups (LISTEN/NOTIFY) come back after the server restarts."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from backend.services.run_signals import CHANNEL, RunSignals
+
+    signals = RunSignals()
+    await signals.listen(make_url(private_postgres.url))
+
+    async def notify_and_wait(timeout: float) -> bool:
+        signals.queued_event.clear()
+        connection = await asyncpg.connect(private_postgres.url, timeout=5)
+        try:
+            await connection.execute(f"NOTIFY {CHANNEL}, 'queued'")
+        finally:
+            await connection.close()
+        try:
+            await asyncio.wait_for(signals.queued_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    try:
+        assert await notify_and_wait(2), "a NOTIFY reaches the listener"
+        await asyncio.to_thread(private_postgres.stop_immediately)
+        await asyncio.to_thread(private_postgres.start)
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+        while not await notify_and_wait(0.3):
+            assert time.monotonic() < deadline, "the listener did not reconnect after the restart"
+    finally:
+        await signals.close()
