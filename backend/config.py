@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from backend.access import ApiKey, parse_api_keys
+
 DEFAULT_CORS_ORIGINS = [
     "http://localhost:3000",
     "http://localhost:8000",
@@ -56,6 +58,10 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
 
+    # Authentication: comma-separated name:key[:admin] entries; empty runs the API open.
+    api_keys: SecretStr | None = None
+    allow_open_access: bool = False
+
     # Team defaults (tasks may override some per task)
     mgx_max_rounds: int = Field(5, ge=1, le=20)
     mgx_max_revision_rounds: int = Field(2, ge=0, le=5)
@@ -83,6 +89,8 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
 
     log_level: LogLevel = "INFO"
+    # text: one human-readable line per record; json: one JSON object per line (log collectors)
+    log_format: Literal["text", "json"] = "text"
     debug: bool = False
 
     idempotency_ttl_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
@@ -102,10 +110,21 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(0.5, gt=0, le=60)
     events_subscriber_queue: int = Field(256, ge=1, le=100_000)
 
+    # Request limits (per API key, or per client address when the API runs open)
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=1_073_741_824)
+    rate_limit_per_minute: int = Field(600, ge=0, le=1_000_000)  # sustained rate; 0 switches the limit off
+    rate_limit_burst: int = Field(300, ge=1, le=1_000_000)
+    max_streams_per_client: int = Field(16, ge=0, le=100_000)  # open SSE + WebSocket streams; 0: no cap
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -119,7 +138,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", mode="before")
+    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", "api_keys", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -129,6 +148,13 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             _normalise_database_url(value.get_secret_value())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not parse_api_keys(value.get_secret_value()):
+            raise ValueError("lists no key (entries are name:key[:admin], comma-separated)")
         return value
 
     @field_validator("redis_url")
@@ -177,6 +203,10 @@ class Settings(BaseSettings):
     @property
     def safe_database_url(self) -> str:
         return self.sqlalchemy_url.render_as_string(hide_password=True)
+
+    def api_key_entries(self) -> list[ApiKey]:
+        """The parsed ``API_KEYS`` (digests only); empty when the API runs open."""
+        return [] if self.api_keys is None else parse_api_keys(self.api_keys.get_secret_value())
 
     @property
     def host_is_loopback(self) -> bool:

@@ -30,6 +30,15 @@ class BadRequestError(APIError):
     title = "Bad Request"
 
 
+class UnauthorizedError(APIError):
+    """No valid API key; answered with a ``WWW-Authenticate`` challenge naming ``realm``."""
+
+    status_code = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+    realm = "mgx-agent-api"
+
+
 class NotFoundError(APIError):
     status_code = 404
     slug = "not-found"
@@ -46,6 +55,32 @@ class PreconditionFailedError(APIError):
     status_code = 412
     slug = "precondition-failed"
     title = "Precondition Failed"
+
+
+class PayloadTooLargeError(APIError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Content Too Large"
+
+
+class RateLimitedError(APIError):
+    """The caller's token bucket is empty; ``Retry-After`` says when the next request is accepted."""
+
+    status_code = 429
+    slug = "rate-limited"
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, extra={"retry_after": retry_after}, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class TooManyStreamsError(APIError):
+    """The caller already holds its cap of open event streams; one must close first."""
+
+    status_code = 429
+    slug = "too-many-streams"
+    title = "Too Many Requests"
 
 
 class UnsupportedMediaTypeError(APIError):

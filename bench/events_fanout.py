@@ -109,6 +109,9 @@ def main() -> None:
             "runner_workers": 1,
             "runner_poll_seconds": 0.2,
             "log_level": "WARNING",
+            # Every subscriber connects from this host: lift the per-client stream cap and rate limit.
+            "max_streams_per_client": 0,
+            "rate_limit_per_minute": 0,
         }
         if tcp_reachable(postgres_url_for_tests(), 5432):
             database = PostgresTestDatabase(postgres_url_for_tests())

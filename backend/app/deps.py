@@ -15,7 +15,9 @@ from backend.errors import UnsupportedMediaTypeError
 MAX_PAGE_SIZE = 200
 
 
-def get_app_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are still ``async def``: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a hand-off that cost more than the rest of a simple request under load.
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -43,7 +45,7 @@ IfMatchHeader = Annotated[
 ]
 
 
-def require_json_body(request: HTTPConnection) -> None:
+async def require_json_body(request: HTTPConnection) -> None:
     """Refuse request bodies that are not JSON (415), before the body is parsed. (An app-wide
     dependency, so it also sees WebSocket connections, which have no body.)"""
     if request.scope.get("method") not in {"POST", "PUT", "PATCH"}:

@@ -95,7 +95,7 @@ def install_offline_docs(app: FastAPI) -> None:
 
         @app.get(oauth2_redirect_url, include_in_schema=False)
         async def swagger_ui_oauth2_redirect() -> HTMLResponse:
-            return get_swagger_ui_oauth2_redirect_html()
+            return with_content_security_policy(get_swagger_ui_oauth2_redirect_html())
 
     @app.get(REDOC_URL, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:

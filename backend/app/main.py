@@ -13,19 +13,29 @@ from fastapi.middleware.cors import CORSMiddleware
 from mgx_agent.llm import LLMConfig
 
 from backend import __version__
+from backend.app.auth import announce_access, authenticate, install_authentication
 from backend.app.deps import require_json_body
 from backend.app.docs import install_offline_docs
+from backend.app.limits import enforce_rate_limit, install_limits
 from backend.app.problems import install_problem_handlers
+from backend.app.response_headers import RATE_LIMIT_HEADERS
+from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.db.engine import create_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
+from backend.observability import metrics
+from backend.observability.http import install_request_observability
+from backend.observability.logs import configure_logging, uvicorn_log_config
 from backend.routers import events, health, runs, tasks
+from backend.routers import metrics as metrics_routes
 from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
 from backend.services.background import BackgroundTaskRunner, RunnerConfig
 from backend.services.events import EventBroadcaster
+from backend.services.health import url_without_credentials
 from backend.services.run_execution import RunExecutor
+from backend.services.run_metrics import RunMetricsRecorder
 from backend.services.run_signals import RunSignals
 from backend.services.team_provider import MGXTeamProvider
 
@@ -37,20 +47,11 @@ DESCRIPTION = (
 )
 
 
-def configure_logging(level: str) -> None:
-    """Send the service's logs to stderr at ``level``, unless the host already configured logging."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("backend").setLevel(level)
-    logging.getLogger("mgx_agent").setLevel(level)
-    # Alembic announces its context on every schema check (readiness probes); we log migrations ourselves.
-    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    metrics.forget_dead_workers()
     engine = create_engine(
         settings.sqlalchemy_url,
         pool_size=settings.db_pool_size,
@@ -87,30 +88,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.team_provider = provider
         app.state.run_signals = signals
         app.state.events = events
+        app.state.run_metrics = RunMetricsRecorder(session_factory)
+        events.observe_commits(app.state.run_metrics.observe)
         app.state.runner = runner
+        app.state.shutdown = GracefulShutdown(runner)
         app.state.started_at = utcnow()
         app.state.started_monotonic = time.monotonic()
         await signals.listen(settings.sqlalchemy_url)
         await events.start()
         await runner.start()
+        app.state.shutdown.install_signal_handlers()
+        announce_access(app)
         logger.info(
             "started: database %s (%s), cache %s, LLM %s",
             settings.database_dialect,
             "migrated" if settings.db_auto_migrate else "migrations not applied automatically",
             settings.mgx_cache_backend if settings.mgx_enable_caching else "off",
-            "offline demo model" if provider.provider == "demo" else f"{provider.provider} at {app.state.llm_config.base_url}",
+            "offline demo model" if provider.provider == "demo" else f"{provider.provider} at {url_without_credentials(app.state.llm_config.base_url)}",
         )
         yield
     finally:
         runner = getattr(app.state, "runner", None)
         if runner is not None:
-            await runner.stop()
+            app.state.shutdown.restore_signal_handlers()
+            await app.state.shutdown.drain()  # stops the runner (at once if a signal already drained)
             await app.state.events.close()
+            await app.state.run_metrics.close()
             await app.state.run_signals.close()
             await app.state.team_provider.aclose()
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        metrics.forget_this_worker()
         logger.info("stopped")
 
 
@@ -134,7 +143,7 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(require_json_body)],
+        dependencies=[Depends(require_json_body), Depends(authenticate), Depends(enforce_rate_limit)],
         debug=False,
         docs_url=None,  # served from local assets by install_offline_docs
         redoc_url=None,
@@ -147,8 +156,11 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         allow_credentials=True,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["ETag", "Location", "Idempotent-Replayed"],
+        expose_headers=[
+            "ETag", "Location", "Idempotent-Replayed", "Retry-After", "X-Request-ID", *RATE_LIMIT_HEADERS
+        ],
     )
+    install_limits(app, settings)
     install_problem_handlers(app)
     install_offline_docs(app)
 
@@ -169,7 +181,10 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
     app.include_router(runs.router)
     app.include_router(events.router)
     app.include_router(events.ws_router)
+    app.include_router(metrics_routes.router)
     _register_problem_schema(app)
+    install_authentication(app, settings)
+    install_request_observability(app)
     return app
 
 
@@ -205,14 +220,22 @@ def main() -> None:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run(
-        "backend.app.main:app",
-        host=settings.api_host,
-        port=settings.api_port,
-        reload=settings.api_reload,
-        workers=None if settings.api_reload else settings.api_workers,
-        log_level=settings.log_level.lower(),
-    )
+    workers = None if settings.api_reload else settings.api_workers
+    # Several workers write their metrics to files that any of them adds up at a scrape.
+    metrics_dir = metrics.prepare_multiprocess_dir() if (workers or 1) > 1 else None
+    try:
+        uvicorn.run(
+            "backend.app.main:app",
+            host=settings.api_host,
+            port=settings.api_port,
+            reload=settings.api_reload,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            log_config=uvicorn_log_config(settings.log_level, settings.log_format),
+            access_log=False,  # one access line per request comes from backend.observability.http
+        )
+    finally:
+        metrics.remove_multiprocess_dir(metrics_dir)
 
 
 if __name__ == "__main__":

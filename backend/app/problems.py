@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sqlalchemy_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.errors import APIError
+from backend.errors import APIError, UnauthorizedError
 from backend.schemas.problem import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, field_path
 
 logger = logging.getLogger("backend.errors")
@@ -58,10 +59,30 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+def _error_headers(exc: APIError) -> dict[str, str]:
+    """The response headers an error carries, including those its status requires."""
+    headers = dict(exc.headers)
+    if isinstance(exc, UnauthorizedError):
+        headers.setdefault("WWW-Authenticate", f'Bearer realm="{exc.realm}"')
+    return headers
+
+
 async def _api_error(request: Request, exc: APIError) -> JSONResponse:
     return problem_response(
-        request, exc.status_code, exc.detail, slug=exc.slug, title=exc.title, extra=exc.extra, headers=exc.headers
+        request,
+        exc.status_code,
+        exc.detail,
+        slug=exc.slug,
+        title=exc.title,
+        extra=exc.extra,
+        headers=_error_headers(exc),
     )
+
+
+async def api_error_response(request: Request, exc: APIError) -> JSONResponse:
+    """The response for ``exc``, for code that answers before the exception handlers run (ASGI
+    middleware); the same mapping as for errors raised in routes."""
+    return await _api_error(request, exc)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -82,6 +103,29 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
+# The database cannot be reached or did not answer in time: an outage, not a bug. Clients get a
+# retryable 503 without the driver's message; the log gets one line, not a traceback per request.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    ConnectionError,
+    sqlalchemy_errors.OperationalError,
+    sqlalchemy_errors.InterfaceError,
+    sqlalchemy_errors.TimeoutError,
+)
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+
+
+async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    reason = (str(exc).splitlines() or [""])[0][:200]
+    logger.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, reason)
+    return problem_response(
+        request,
+        503,
+        "the database is unavailable; try again shortly",
+        slug="service-unavailable",
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(request, 500, "the server hit an unexpected error; it has been logged")
@@ -91,4 +135,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    for error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, _dependency_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -10,23 +10,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Path, Query, Request, Response, WebSocket, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, WebSocket, status
 from sse_starlette import EventSourceResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from backend.access import owner_filter
+from backend.app.auth import PrincipalDep
 from backend.app.deps import SettingsDep
+from backend.app.limits import hold_stream_slot
+from backend.app.shutdown import GracefulShutdown
 from backend.errors import NotFoundError
 from backend.schemas.problem import error_responses
 from backend.services.events import EventBroadcaster, Subscription
 
 router = APIRouter(prefix="/runs", tags=["events"])
-ws_router = APIRouter(tags=["events"])
+# Every route here is a stream: each holds one of the caller's stream slots while open.
+ws_router = APIRouter(tags=["events"], dependencies=[Depends(hold_stream_slot)])
 
 # WebSocket close codes: 4000 + the HTTP status they stand for.
 CLOSE_NOT_FOUND = 4404
 PING_MESSAGE = '{"type":"ping"}'
 # Tells EventSource to reconnect 1 s after a dropped connection (its default is about 3 s).
 RECONNECT_HINT = b"retry: 1000\n\n"
+# Last words of a stream ended by a server shutdown; the client reconnects (retry: 1000) and resumes.
+SHUTDOWN_NOTICE = b": server shutting down; reconnect with Last-Event-ID\n\n"
 # How long an SSE stream may take to end by itself when the server stops, before it is cancelled.
 SHUTDOWN_GRACE_SECONDS = 2.0
 
@@ -49,16 +56,18 @@ def _broadcaster(app_state: object) -> EventBroadcaster:
         "also stops a browser's EventSource from reconnecting."
     ),
     response_class=EventSourceResponse,
+    dependencies=[Depends(hold_stream_slot)],
     responses={
         200: {"description": "The event stream.", "content": {"text/event-stream": {}}},
         204: {"description": "The run is finished and every event was already delivered."},
-        **error_responses(404, 422),
+        **error_responses(404, 422, 429),
     },
 )
 async def stream_run_events(
     run_id: RunId,
     request: Request,
     settings: SettingsDep,
+    principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, description="Replay events with seq greater than this.")] = 0,
     last_event_id: Annotated[
         int | None,
@@ -66,12 +75,13 @@ async def stream_run_events(
     ] = None,
 ) -> Response:
     cursor = after if last_event_id is None else last_event_id
-    subscription = await _broadcaster(request.app.state).subscribe_run(run_id, cursor)
+    events = _broadcaster(request.app.state)
+    subscription = await events.subscribe_run(run_id, cursor, owner=owner_filter(principal))
     if subscription is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     shutdown = anyio.Event()
     return EventSourceResponse(
-        _sse_body(subscription, shutdown),
+        _sse_body(subscription, shutdown, request.app.state.shutdown),
         ping=settings.events_keepalive_seconds,
         sep="\n",
         shutdown_event=shutdown,
@@ -79,12 +89,20 @@ async def stream_run_events(
     )
 
 
-async def _sse_body(subscription: Subscription, shutdown: anyio.Event) -> AsyncIterator[bytes]:
+async def _sse_body(
+    subscription: Subscription, shutdown: anyio.Event, drain: GracefulShutdown
+) -> AsyncIterator[bytes]:
     """Pre-encoded SSE messages, one chunk per batch; ends after the terminal event, when the
-    client goes away (sse-starlette cancels it) or, cleanly, when the server shuts down."""
+    client goes away (sse-starlette cancels it) or, cleanly, when the process drains (SIGTERM)
+    or the server shuts down."""
 
     async def close_on_shutdown() -> None:
-        await shutdown.wait()
+        waits = {asyncio.ensure_future(shutdown.wait()), asyncio.ensure_future(drain.wait_draining())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         subscription.close()
 
     watcher = asyncio.create_task(close_on_shutdown())
@@ -98,6 +116,8 @@ async def _sse_body(subscription: Subscription, shutdown: anyio.Event) -> AsyncI
                     yield bytes(chunk)
                     return
             yield bytes(chunk)
+        if drain.draining or shutdown.is_set():
+            yield SHUTDOWN_NOTICE
     finally:
         watcher.cancel()
         subscription.close()
@@ -107,19 +127,26 @@ async def _sse_body(subscription: Subscription, shutdown: anyio.Event) -> AsyncI
 async def run_events_socket(
     websocket: WebSocket,
     run_id: str,
+    principal: PrincipalDep,
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> None:
     """The run's events as JSON messages (replay after ``after``, then live); closes with 1000
     after the terminal event, 4404 for an unknown run."""
     events = _broadcaster(websocket.app.state)
-    await _serve_socket(websocket, lambda: events.subscribe_run(uuid.UUID(run_id), after), end_at_terminal=True)
+    owner = owner_filter(principal)
+    await _serve_socket(
+        websocket, lambda: events.subscribe_run(uuid.UUID(run_id), after, owner=owner), end_at_terminal=True
+    )
 
 
 @ws_router.websocket("/ws/tasks/{task_id}")
-async def task_events_socket(websocket: WebSocket, task_id: str) -> None:
+async def task_events_socket(websocket: WebSocket, task_id: str, principal: PrincipalDep) -> None:
     """Live events of every run of the task from now on (new runs from their first event)."""
     events = _broadcaster(websocket.app.state)
-    await _serve_socket(websocket, lambda: events.subscribe_task(uuid.UUID(task_id)), end_at_terminal=False)
+    owner = owner_filter(principal)
+    await _serve_socket(
+        websocket, lambda: events.subscribe_task(uuid.UUID(task_id), owner=owner), end_at_terminal=False
+    )
 
 
 async def _serve_socket(
@@ -140,13 +167,15 @@ async def _serve_socket(
     ping_seconds = websocket.app.state.settings.events_keepalive_seconds
     sender = asyncio.create_task(_send_events(websocket, subscription, ping_seconds, end_at_terminal))
     receiver = asyncio.create_task(_until_disconnect(websocket))
+    # A draining process (SIGTERM) closes its sockets with 1001 so clients reconnect elsewhere.
+    draining = asyncio.create_task(websocket.app.state.shutdown.wait_draining())
     try:
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({sender, receiver, draining}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         subscription.close()
-        for task in (sender, receiver):
+        for task in (sender, receiver, draining):
             task.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
+        await asyncio.gather(sender, receiver, draining, return_exceptions=True)
         if websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close(code=status.WS_1001_GOING_AWAY)

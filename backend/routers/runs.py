@@ -16,6 +16,7 @@ from backend.app.deps import (
     SessionDep,
     SettingsDep,
 )
+from backend.app.auth import PrincipalDep
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.runs import (
@@ -37,12 +38,15 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
 
 
-def get_run_service(request: Request, session: SessionDep, settings: SettingsDep) -> RunService:
+async def get_run_service(
+    request: Request, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> RunService:
     return RunService(
         session,
         request.app.state.run_signals,
         approval_ttl_seconds=settings.mgx_approval_ttl_seconds,
         idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+        principal=principal,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from backend.app.deps import (
@@ -16,6 +16,7 @@ from backend.app.deps import (
     SessionDep,
     SettingsDep,
 )
+from backend.app.auth import PrincipalDep
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
@@ -28,14 +29,18 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 TASK_STATUSES = sorted(ALL_STATUSES | {"pending"})
 
 
-def _service(session: SessionDep, settings: SettingsDep) -> TaskService:
-    return TaskService(session, idempotency_ttl_seconds=settings.idempotency_ttl_seconds)
+async def get_task_service(
+    session: SessionDep, settings: SettingsDep, principal: PrincipalDep
+) -> TaskService:
+    return TaskService(session, idempotency_ttl_seconds=settings.idempotency_ttl_seconds, principal=principal)
+
+
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 
 
 @router.get("/", response_model=Page[TaskRead], summary="List tasks", responses=error_responses(422))
 async def list_tasks(
-    session: SessionDep,
-    settings: SettingsDep,
+    service: TaskServiceDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
     status_filter: Annotated[
@@ -43,7 +48,7 @@ async def list_tasks(
     ] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text to find in title or description.")] = None,
 ) -> Page[TaskRead]:
-    items, total = await _service(session, settings).list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
+    items, total = await service.list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
     return Page[TaskRead](
         items=[TaskRead.model_validate(task) for task in items], total=total, limit=limit, offset=offset
     )
@@ -57,9 +62,9 @@ async def list_tasks(
     responses=error_responses(409, 415, 422),
 )
 async def create_task(
-    body: TaskCreate, session: SessionDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
+    body: TaskCreate, service: TaskServiceDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> Any:
-    created = await _service(session, settings).create_task(body, idempotency_key=idempotency_key)
+    created = await service.create_task(body, idempotency_key=idempotency_key)
     headers = {"Location": created.location, "ETag": etag(created.body["version"])}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -67,8 +72,8 @@ async def create_task(
 
 
 @router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))
-async def get_task(task_id: uuid.UUID, session: SessionDep, settings: SettingsDep, response: Response) -> TaskRead:
-    task = await _service(session, settings).get_task(task_id)
+async def get_task(task_id: uuid.UUID, service: TaskServiceDep, response: Response) -> TaskRead:
+    task = await service.get_task(task_id)
     response.headers["ETag"] = etag(task.version)
     return TaskRead.model_validate(task)
 
@@ -82,12 +87,11 @@ async def get_task(task_id: uuid.UUID, session: SessionDep, settings: SettingsDe
 async def update_task(
     task_id: uuid.UUID,
     body: TaskUpdate,
-    session: SessionDep,
-    settings: SettingsDep,
+    service: TaskServiceDep,
     response: Response,
     if_match: IfMatchHeader = None,
 ) -> TaskRead:
-    task = await _service(session, settings).update_task(task_id, body, if_match=if_match)
+    task = await service.update_task(task_id, body, if_match=if_match)
     response.headers["ETag"] = etag(task.version)
     return TaskRead.model_validate(task)
 
@@ -100,10 +104,9 @@ async def update_task(
 )
 async def delete_task(
     task_id: uuid.UUID,
-    session: SessionDep,
-    settings: SettingsDep,
+    service: TaskServiceDep,
     cascade: Annotated[bool, Query(description="Cancel the task's active runs, then delete.")] = False,
     if_match: IfMatchHeader = None,
 ) -> Response:
-    await _service(session, settings).delete_task(task_id, if_match=if_match, cascade=cascade)
+    await service.delete_task(task_id, if_match=if_match, cascade=cascade)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -73,6 +73,9 @@ class RunRead(BaseModel):
     id: uuid.UUID
     task_id: uuid.UUID
     number: int
+    owner: str | None = Field(
+        default=None, description="Name of the API key that created it; null when created without a key."
+    )
     status: str
     phase: str | None
     label: str | None

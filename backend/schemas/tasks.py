@@ -64,6 +64,9 @@ class TaskRead(BaseModel):
     description: str
     config: dict
     status: str = Field(description="Status of the latest run; `pending` before the first run.")
+    owner: str | None = Field(
+        default=None, description="Name of the API key that created it; null when created without a key."
+    )
     total_runs: int
     successful_runs: int
     failed_runs: int

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.db.repositories.idempotency import IdempotencyRepository
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
+from backend.observability.logs import bind_run_id
 from backend.services import run_states
 from backend.services.run_execution import LeaseLostError, RunExecutor, RunInterrupted
 from backend.services.run_journal import change_status
@@ -218,6 +219,8 @@ class BackgroundTaskRunner:
                     await asyncio.wait_for(self.signals.queued_event.wait(), self.config.poll_seconds)
 
     async def _run_in_slot(self, run_id: uuid.UUID) -> None:
+        # This task (and the run's own task, started from it) logs with the run's id.
+        bind_run_id(run_id)
         try:
             await self._execute(run_id)
         finally:

@@ -21,7 +21,7 @@ import json
 import logging
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -38,6 +38,7 @@ from backend.db.repositories.runs import RunRepository
 from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.errors import NotFoundError
+from backend.observability import metrics
 from backend.services import run_states
 
 logger = logging.getLogger("backend.events")
@@ -115,6 +116,7 @@ def _publish_after_commit(session: Session) -> None:
     broadcaster = session.info.get(_BROADCASTER)
     if staged and broadcaster is not None:
         broadcaster.publish(staged)
+        broadcaster.notify_commit_observers(staged)
 
 
 @orm_event.listens_for(Session, "after_rollback")
@@ -239,6 +241,7 @@ class EventBroadcaster:
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX_LIMIT)
         self._poll_now = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self._commit_observers: list[Callable[[list[StreamEvent]], None]] = []
         session_factory.configure(info={_BROADCASTER: self})
 
     # Lifecycle
@@ -274,37 +277,44 @@ class EventBroadcaster:
 
     # Subscribing
 
-    async def subscribe_run(self, run_id: uuid.UUID, after: int) -> Subscription | None:
+    async def subscribe_run(
+        self, run_id: uuid.UUID, after: int, *, owner: str | None = None
+    ) -> Subscription | None:
         """A subscription replaying ``run_id``'s events after ``after`` then following live ones;
-        None when the run is finished and nothing is left to replay."""
+        None when the run is finished and nothing is left to replay. With ``owner``, a run of
+        another owner does not exist for the caller."""
         async with self._read_session() as session:
             run = await RunRepository(session).get(run_id)
-            if run is None:
+            if run is None or (owner is not None and run.owner != owner):
                 raise NotFoundError(f"run {run_id} does not exist")
             if run.status in run_states.TERMINAL_STATUSES and run.next_event_seq - 1 <= after:
                 return None
             subscription = Subscription(self, task_id=run.task_id, cursors={run_id: after}, run_id=run_id)
         self._by_run.setdefault(run_id, set()).add(subscription)
+        metrics.EVENT_SUBSCRIBERS.inc()
         self._poll_now.set()
         return subscription
 
-    async def subscribe_task(self, task_id: uuid.UUID) -> Subscription:
+    async def subscribe_task(self, task_id: uuid.UUID, *, owner: str | None = None) -> Subscription:
         """A subscription to the events of every run of the task from now on (new runs from
-        their first event)."""
+        their first event). With ``owner``, a task of another owner does not exist for the caller."""
         async with self._read_session() as session:
-            if await TaskRepository(session).get(task_id) is None:
+            task = await TaskRepository(session).get(task_id)
+            if task is None or (owner is not None and task.owner != owner):
                 raise NotFoundError(f"task {task_id} does not exist")
             heads = await RunEventRepository(session).heads((), (task_id,))
         subscription = Subscription(self, task_id=task_id, cursors={run_id: head for run_id, _, head in heads})
         self._by_task.setdefault(task_id, set()).add(subscription)
+        metrics.EVENT_SUBSCRIBERS.inc()
         self._poll_now.set()
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         index, key = (self._by_run, subscription.run_id) if subscription.run_id else (self._by_task, subscription.task_id)
         members = index.get(key)
-        if members is not None:
+        if members is not None and subscription in members:
             members.discard(subscription)
+            metrics.EVENT_SUBSCRIBERS.dec()
             if not members:
                 del index[key]
 
@@ -313,6 +323,18 @@ class EventBroadcaster:
             yield from members
 
     # Publishing
+
+    def observe_commits(self, observer: Callable[[list[StreamEvent]], None]) -> None:
+        """Call ``observer`` with every batch of events this process commits (metrics), once per
+        commit; it runs inside the commit, so it must be quick and must not raise."""
+        self._commit_observers.append(observer)
+
+    def notify_commit_observers(self, events: list[StreamEvent]) -> None:
+        for observer in self._commit_observers:
+            try:
+                observer(events)
+            except Exception:
+                logger.exception("a commit observer failed; the events are committed regardless")
 
     def publish(self, events: list[StreamEvent]) -> None:
         """Fan committed events out here and, through Redis, to other processes."""

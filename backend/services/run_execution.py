@@ -35,6 +35,7 @@ from backend.db.models import Run, Task
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
+from backend.observability.logs import bind_run_id
 from backend.services import run_states
 from backend.db.repositories.run_events import RunEventRepository
 from backend.services.events import EventBroadcaster, StreamEvent, stage_committed_event
@@ -92,6 +93,7 @@ class RunExecutor:
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
 
     async def execute(self, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
+        bind_run_id(run_id)
         async with self.session_factory() as session:
             run = await self._owned_run(session, run_id, owner)
             task = await session.get(Task, run.task_id)

@@ -1,7 +1,8 @@
 """Run rules for the API: creation, human approval, cancellation, artifacts and logs.
 
 Execution itself happens in ``run_execution`` on the background runner; this module only moves
-runs between states and records why.
+runs between states and records why. A non-admin API key sees and acts only on the runs it created
+(and starts runs only on its own tasks); other runs answer 404.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.access import Principal, can_see, idempotency_scope, owner_filter, owner_of_new
 from backend.db.models import Artifact, Run, RunEvent, Task
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.run_events import RunEventRepository
@@ -49,8 +51,10 @@ class RunService:
         *,
         approval_ttl_seconds: int,
         idempotency_ttl_seconds: int = 86_400,
+        principal: Principal | None = None,
     ) -> None:
         self.session = session
+        self.principal = principal
         self.signals = signals
         self.runs = RunRepository(session)
         self.artifacts = ArtifactRepository(session)
@@ -62,11 +66,13 @@ class RunService:
     async def list_runs(
         self, *, task_id: uuid.UUID | None, status: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Run], int]:
-        return await self.runs.list(task_id=task_id, status=status, owner=None, limit=limit, offset=offset)
+        return await self.runs.list(
+            task_id=task_id, status=status, owner=owner_filter(self.principal), limit=limit, offset=offset
+        )
 
     async def get_run(self, run_id: uuid.UUID, *, for_update: bool = False) -> Run:
         run = await self.runs.get(run_id, for_update=for_update)
-        if run is None:
+        if run is None or not can_see(self.principal, run.owner):
             raise NotFoundError(f"run {run_id} does not exist")
         return run
 
@@ -95,13 +101,14 @@ class RunService:
         claim = None
         if idempotency_key is not None:
             guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
-            outcome = await guard.replay_or_claim(CREATE_SCOPE, idempotency_key, data.model_dump(mode="json"))
+            scope = idempotency_scope(CREATE_SCOPE, self.principal)
+            outcome = await guard.replay_or_claim(scope, idempotency_key, data.model_dump(mode="json"))
             if isinstance(outcome, StoredResponse):
                 await self.session.rollback()
                 return CreatedResource(outcome.body, outcome.location or "", replayed=True)
             claim = outcome
         task = await self.session.get(Task, data.task_id, with_for_update=True)
-        if task is None:
+        if task is None or not can_see(self.principal, task.owner):
             raise NotFoundError(f"task {data.task_id} does not exist")
         overrides = data.overrides.stored()
         concurrent = {**task.config, **overrides}.get("allow_concurrent_runs", False)
@@ -117,6 +124,7 @@ class RunService:
             Run(
                 task_id=task.id,
                 number=await self.runs.next_number(task.id),
+                owner=owner_of_new(self.principal),
                 status=run_states.QUEUED,
                 pending_action=PLAN,
                 overrides=overrides,

@@ -1,4 +1,5 @@
-"""Task rules: creation (idempotent), optimistic updates, deletion guarded by active runs."""
+"""Task rules: creation (idempotent), optimistic updates, deletion guarded by active runs, and
+ownership (a non-admin API key sees only the tasks it created; others' answer 404)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.access import Principal, can_see, idempotency_scope, owner_filter, owner_of_new
 from backend.db.models import Task
 from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
@@ -27,19 +29,24 @@ def task_location(task_id: uuid.UUID) -> str:
 
 
 class TaskService:
-    def __init__(self, session: AsyncSession, *, idempotency_ttl_seconds: int = 86_400) -> None:
+    def __init__(
+        self, session: AsyncSession, *, idempotency_ttl_seconds: int = 86_400, principal: Principal | None = None
+    ) -> None:
         self.session = session
         self.tasks = TaskRepository(session)
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.principal = principal
 
     async def list_tasks(
         self, *, status: str | None, query: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Task], int]:
-        return await self.tasks.list(status=status, query=query, limit=limit, offset=offset)
+        return await self.tasks.list(
+            status=status, query=query, owner=owner_filter(self.principal), limit=limit, offset=offset
+        )
 
     async def get_task(self, task_id: uuid.UUID) -> Task:
         task = await self.tasks.get(task_id)
-        if task is None:
+        if task is None or not can_see(self.principal, task.owner):
             raise NotFoundError(f"task {task_id} does not exist")
         return task
 
@@ -47,7 +54,8 @@ class TaskService:
         claim = None
         if idempotency_key is not None:
             guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
-            outcome = await guard.replay_or_claim(CREATE_SCOPE, idempotency_key, data.model_dump(mode="json"))
+            scope = idempotency_scope(CREATE_SCOPE, self.principal)
+            outcome = await guard.replay_or_claim(scope, idempotency_key, data.model_dump(mode="json"))
             if isinstance(outcome, StoredResponse):
                 await self.session.rollback()
                 return CreatedResource(outcome.body, outcome.location or "", replayed=True)
@@ -58,6 +66,7 @@ class TaskService:
                 title=data.title,
                 description=data.description,
                 config=data.config.stored(),
+                owner=owner_of_new(self.principal),
                 created_at=now,
                 updated_at=now,
             )

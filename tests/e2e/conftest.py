@@ -34,7 +34,10 @@ POLL_SECONDS = 0.05
 LOG_TAIL_LINES = 60
 
 # Variables the service reads; the developer's values must not leak into a test server.
-_SERVICE_ENV_PREFIXES = ("MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "IDEMPOTENCY_", "EVENTS_")
+_SERVICE_ENV_PREFIXES = (
+    "MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "IDEMPOTENCY_", "EVENTS_",
+    "LOG_", "PROMETHEUS_", "RATE_LIMIT_", "MAX_BODY_", "MAX_STREAMS_",
+)
 
 
 def free_port() -> int:
@@ -71,8 +74,12 @@ def service_env(database_url: str, llm_base_url: str | None, **overrides: object
 class ApiServer:
     """One ``uvicorn backend.app.main:app`` subprocess on a loopback port; its output goes to a file."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, name: str = "api") -> None:
+    def __init__(
+        self, env: dict[str, str], workdir: Path, name: str = "api", *, command: list[str] | None = None
+    ) -> None:
         self.env = env
+        # Default: uvicorn on the app; e.g. [sys.executable, "-m", "backend.app.main"] for the entry point.
+        self.command = command
         self.workdir = workdir
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
@@ -96,8 +103,9 @@ class ApiServer:
             with self.log_path.open("ab") as log:
                 log.write(f"--- starting {self.name} on port {self.port}\n".encode())
                 self.process = subprocess.Popen(
-                    [sys.executable, "-m", "uvicorn", "backend.app.main:app", "--host", "127.0.0.1",
-                     "--port", str(self.port), "--no-access-log"],
+                    self.command
+                    or [sys.executable, "-m", "uvicorn", "backend.app.main:app", "--host", "127.0.0.1",
+                        "--port", str(self.port), "--no-access-log"],
                     cwd=self.workdir,
                     env={**self.env, "API_PORT": str(self.port), "API_HOST": "127.0.0.1"},
                     stdout=log,
@@ -308,8 +316,8 @@ def api_servers(tmp_path: Path) -> Iterator[ServerFactory]:
     their log tails printed (pytest shows them when the test failed)."""
     servers: list[ApiServer] = []
 
-    def start(env: dict[str, str], name: str = "api") -> ApiServer:
-        server = ApiServer(env, tmp_path / name, name=f"{name}-{len(servers)}")
+    def start(env: dict[str, str], name: str = "api", command: list[str] | None = None) -> ApiServer:
+        server = ApiServer(env, tmp_path / name, name=f"{name}-{len(servers)}", command=command)
         servers.append(server)
         return server.start()
 

@@ -17,7 +17,10 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_SERVICE_ENV_PREFIXES = ("MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "EVENTS_", "IDEMPOTENCY_")
+_SERVICE_ENV_PREFIXES = (
+    "MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "EVENTS_", "IDEMPOTENCY_",
+    "RATE_LIMIT_", "MAX_BODY_", "MAX_STREAMS_",
+)
 
 
 def free_port() -> int:

@@ -21,9 +21,12 @@ class TaskRepository:
         self.session = session
 
     async def list(
-        self, *, status: str | None, query: str | None, limit: int, offset: int
+        self, *, status: str | None, query: str | None, owner: str | None = None, limit: int, offset: int
     ) -> tuple[Sequence[Task], int]:
+        """A page of tasks, newest first, and the total; ``owner`` limits both to that owner's."""
         conditions = []
+        if owner is not None:
+            conditions.append(Task.owner == owner)
         if status:
             conditions.append(Task.status == status)
         if query:
