@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -106,6 +107,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.mgx_cache_backend if settings.mgx_enable_caching else "off",
             "offline demo model" if provider.provider == "demo" else f"{provider.provider} at {url_without_credentials(app.state.llm_config.base_url)}",
         )
+        # What start-up built lives as long as the process: freezing it keeps full collections
+        # from rescanning it (with it, each took ~80 ms and set the p99 latency under load).
+        gc.freeze()
         yield
     finally:
         runner = getattr(app.state, "runner", None)
@@ -120,6 +124,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await redis.aclose()
         await engine.dispose()
         metrics.forget_this_worker()
+        gc.unfreeze()  # a process that runs the app again (the tests) can collect this one
         logger.info("stopped")
 
 
