@@ -119,7 +119,7 @@ async def authenticate(conn: HTTPConnection) -> None:
     conn.state.principal = principal
 
 
-def current_principal(conn: HTTPConnection, _: Annotated[None, Depends(authenticate)]) -> Principal | None:
+async def current_principal(conn: HTTPConnection, _: Annotated[None, Depends(authenticate)]) -> Principal | None:
     return conn.state.principal
 
 

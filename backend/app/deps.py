@@ -9,6 +9,9 @@ from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from backend.access import Principal
+from backend.app.auth import authenticate
+from backend.app.limits import enforce_rate_limit
 from backend.config import Settings
 from backend.errors import UnsupportedMediaTypeError
 
@@ -26,8 +29,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def open_session(request: Request) -> AsyncIterator[tuple[AsyncSession, Settings, Principal | None]]:
+    """A session with the settings and the caller, as one dependency: services are built from
+    these on every request, and FastAPI's cost is per dependency, so the route-level service
+    dependencies ask for this one instead of three."""
+    async with request.app.state.session_factory() as session:
+        yield session, request.app.state.settings, request.state.principal
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+OpenSessionDep = Annotated[tuple[AsyncSession, Settings, Principal | None], Depends(open_session)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 200).")]
 OffsetQuery = Annotated[int, Query(ge=0, description="Number of items to skip.")]
 IdempotencyKeyHeader = Annotated[
@@ -58,3 +70,12 @@ async def require_json_body(request: HTTPConnection) -> None:
         raise UnsupportedMediaTypeError(
             f"request bodies must be application/json, got {media_type or 'no Content-Type'}"
         )
+
+
+async def admit_request(conn: HTTPConnection) -> None:
+    """The app-wide gate, in this order: JSON bodies only (415), a valid API key (401), the
+    caller's rate limit (429). One dependency rather than three, as FastAPI pays per dependency
+    on every request."""
+    await require_json_body(conn)
+    await authenticate(conn)
+    await enforce_rate_limit(conn)

@@ -14,10 +14,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from mgx_agent.llm import LLMConfig
 
 from backend import __version__
-from backend.app.auth import announce_access, authenticate, install_authentication
-from backend.app.deps import require_json_body
+from backend.app.auth import announce_access, install_authentication
+from backend.app.deps import admit_request
 from backend.app.docs import install_offline_docs
-from backend.app.limits import enforce_rate_limit, install_limits
+from backend.app.limits import install_limits
 from backend.app.problems import install_problem_handlers
 from backend.app.response_headers import RATE_LIMIT_HEADERS
 from backend.app.shutdown import GracefulShutdown
@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(require_json_body), Depends(authenticate), Depends(enforce_rate_limit)],
+        dependencies=[Depends(admit_request)],
         debug=False,
         docs_url=None,  # served from local assets by install_offline_docs
         redoc_url=None,

@@ -13,10 +13,8 @@ from backend.app.deps import (
     IfMatchHeader,
     LimitQuery,
     OffsetQuery,
-    SessionDep,
-    SettingsDep,
+    OpenSessionDep,
 )
-from backend.app.auth import PrincipalDep
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.runs import (
@@ -38,9 +36,8 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
 
 
-async def get_run_service(
-    request: Request, session: SessionDep, settings: SettingsDep, principal: PrincipalDep
-) -> RunService:
+async def get_run_service(request: Request, opened: OpenSessionDep) -> RunService:
+    session, settings, principal = opened
     return RunService(
         session,
         request.app.state.run_signals,

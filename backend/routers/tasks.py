@@ -13,10 +13,8 @@ from backend.app.deps import (
     IfMatchHeader,
     LimitQuery,
     OffsetQuery,
-    SessionDep,
-    SettingsDep,
+    OpenSessionDep,
 )
-from backend.app.auth import PrincipalDep
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
@@ -29,9 +27,8 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 TASK_STATUSES = sorted(ALL_STATUSES | {"pending"})
 
 
-async def get_task_service(
-    session: SessionDep, settings: SettingsDep, principal: PrincipalDep
-) -> TaskService:
+async def get_task_service(opened: OpenSessionDep) -> TaskService:
+    session, settings, principal = opened
     return TaskService(session, idempotency_ttl_seconds=settings.idempotency_ttl_seconds, principal=principal)
 
 
@@ -73,7 +70,7 @@ async def create_task(
 
 @router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))
 async def get_task(task_id: uuid.UUID, service: TaskServiceDep, response: Response) -> TaskRead:
-    task = await service.get_task(task_id)
+    task = await service.read_task(task_id)
     response.headers["ETag"] = etag(task.version)
     return TaskRead.model_validate(task)
 

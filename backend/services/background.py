@@ -173,17 +173,25 @@ class BackgroundTaskRunner:
     def running_here(self) -> int:
         return len(self._active)
 
-    async def queue_stats(self) -> dict[str, Any]:
-        async with self.session_factory() as session:
-            queued, running, oldest = await RunRepository(session).queue_stats()
+    def local_stats(self) -> dict[str, Any]:
+        """What this process knows of the runner without asking the database."""
         return {
             "started": self.started and not self.stopping,
             "workers": self.config.workers,
+            "queue_depth": None,
+            "running": None,
+            "running_here": self.running_here,
+            "oldest_queued_age_seconds": None,
+            "owner": self.owner,
+        }
+
+    async def queue_stats(self) -> dict[str, Any]:
+        async with self.session_factory() as session:
+            queued, running, oldest = await RunRepository(session).queue_stats()
+        return self.local_stats() | {
             "queue_depth": queued,
             "running": running,
-            "running_here": self.running_here,
             "oldest_queued_age_seconds": round((utcnow() - oldest).total_seconds(), 3) if oldest else None,
-            "owner": self.owner,
         }
 
     # Workers

@@ -258,7 +258,7 @@ async def status_report(
     checks = {check.name: check for check in _scrubbed(await run_checks(probes), secrets)}
 
     database, migrations, queue = checks["database"], checks["migrations"], checks["runner"]
-    runner_report = dict(queue.data) if queue.ok else _runner_local_stats(runner, queue.detail)
+    runner_report = dict(queue.data) if queue.ok else runner.local_stats() | {"queue_error": queue.detail}
     runner_report["draining"] = draining
     redis_report: dict[str, Any] = {"configured": redis is not None}
     if redis is not None:
@@ -291,18 +291,4 @@ async def status_report(
         "runner": runner_report,
         "events": {"subscribers": events.subscriber_count, "relay": events.relay},
         "llm": llm,
-    }
-
-
-def _runner_local_stats(runner: BackgroundTaskRunner, problem: str) -> dict[str, Any]:
-    """What the runner knows without the database (which did not answer)."""
-    return {
-        "started": runner.started and not runner.stopping,
-        "workers": runner.config.workers,
-        "queue_depth": None,
-        "running": None,
-        "running_here": runner.running_here,
-        "oldest_queued_age_seconds": None,
-        "owner": runner.owner,
-        "queue_error": problem,
     }

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.access import Principal, can_see, idempotency_scope, owner_filter, owner_of_new
@@ -39,10 +40,17 @@ class TaskService:
 
     async def list_tasks(
         self, *, status: str | None, query: str | None, limit: int, offset: int
-    ) -> tuple[Sequence[Task], int]:
+    ) -> tuple[Sequence[Row[Any]], int]:
         return await self.tasks.list(
             status=status, query=query, owner=owner_filter(self.principal), limit=limit, offset=offset
         )
+
+    async def read_task(self, task_id: uuid.UUID) -> Row[Any]:
+        """The task as a read-only row (to answer with); ``get_task`` for changing it."""
+        task = await self.tasks.read(task_id)
+        if task is None or not can_see(self.principal, task.owner):
+            raise NotFoundError(f"task {task_id} does not exist")
+        return task
 
     async def get_task(self, task_id: uuid.UUID) -> Task:
         task = await self.tasks.get(task_id)
