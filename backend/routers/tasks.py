@@ -44,11 +44,11 @@ async def list_tasks(
         str | None, Query(alias="status", description=f"One of: {', '.join(TASK_STATUSES)}.")
     ] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text to find in title or description.")] = None,
-) -> Page[TaskRead]:
+) -> Any:
     items, total = await service.list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
-    return Page[TaskRead](
-        items=[TaskRead.model_validate(task) for task in items], total=total, limit=limit, offset=offset
-    )
+    # Plain mappings: FastAPI validates them against Page[TaskRead] once, in pydantic's core,
+    # which costs a fraction of building 50 models here first.
+    return {"items": [row._asdict() for row in items], "total": total, "limit": limit, "offset": offset}
 
 
 @router.post(
@@ -69,10 +69,10 @@ async def create_task(
 
 
 @router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))
-async def get_task(task_id: uuid.UUID, service: TaskServiceDep, response: Response) -> TaskRead:
+async def get_task(task_id: uuid.UUID, service: TaskServiceDep, response: Response) -> Any:
     task = await service.read_task(task_id)
     response.headers["ETag"] = etag(task.version)
-    return TaskRead.model_validate(task)
+    return task._asdict()
 
 
 @router.patch(

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run, Task
@@ -20,6 +20,8 @@ def _like_pattern(text: str) -> str:
 # Every column of a task, selected without the ORM: reads that only answer with a task skip the
 # identity map and change tracking, which cost more than the query on a page of 50.
 TASK_COLUMNS = tuple(Task.__table__.columns)
+# Built once: constructing a statement costs more than its compiled-SQL cache lookup saves.
+READ_TASK = select(*TASK_COLUMNS).where(Task.id == bindparam("task_id"))
 
 
 class TaskRepository:
@@ -52,7 +54,7 @@ class TaskRepository:
 
     async def read(self, task_id: uuid.UUID) -> Row[Any] | None:
         """One task as a plain row, for answers that only read it (no ORM bookkeeping)."""
-        return (await self.session.execute(select(*TASK_COLUMNS).where(Task.id == task_id))).first()
+        return (await self.session.execute(READ_TASK, {"task_id": task_id})).first()
 
     async def add(self, task: Task) -> Task:
         self.session.add(task)
