@@ -92,6 +92,7 @@ class BackgroundTaskRunner:
         self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(config.workers)
         self._slot_tasks: set[asyncio.Task[None]] = set()
+        self._halt = asyncio.Event()
         self._cancelled_by_request: set[uuid.UUID] = set()
         self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
         self._job_tasks: dict[str, asyncio.Task[Any]] = {}
@@ -105,6 +106,7 @@ class BackgroundTaskRunner:
         self.started = True
         self.stopping = False
         self._slots = asyncio.Semaphore(self.config.workers)
+        self._halt = asyncio.Event()
         if self.config.workers:
             self._loops.append(asyncio.create_task(self._dispatch(), name=DISPATCHER_TASK_NAME))
         self._loops.append(asyncio.create_task(self._heartbeat(), name="runner-heartbeat"))
@@ -127,6 +129,11 @@ class BackgroundTaskRunner:
         # leases alive meanwhile, so it stops last.
         if self._slot_tasks:
             await asyncio.wait(list(self._slot_tasks), timeout=RELEASE_TIMEOUT_SECONDS)
+        # The loops finish the statement they are in and leave (cancelling one mid-query would
+        # leave its connection to be cleaned up after the event loop is gone).
+        self._halt.set()
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=RELEASE_TIMEOUT_SECONDS)
         for task in [*self._loops, *self._slot_tasks, *self._job_tasks.values()]:
             task.cancel()
         await asyncio.gather(*self._loops, *self._slot_tasks, *self._job_tasks.values(), return_exceptions=True)
@@ -230,6 +237,9 @@ class BackgroundTaskRunner:
         # This task (and the run's own task, started from it) logs with the run's id.
         bind_run_id(run_id)
         try:
+            if self.stopping:  # claimed while the runner was stopping: hand it straight back
+                await self._release(run_id)
+                return
             await self._execute(run_id)
         finally:
             self._slots.release()
@@ -311,9 +321,14 @@ class BackgroundTaskRunner:
 
     # Leases
 
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; False once the runner's loops are told to end."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halt.wait(), seconds)
+        return not self._halt.is_set()
+
     async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.heartbeat_seconds)
+        while await self._pause(self.config.heartbeat_seconds):
             if not self._active:
                 continue
             try:
@@ -330,12 +345,12 @@ class BackgroundTaskRunner:
 
     async def _reaper(self) -> None:
         interval = max(self.config.heartbeat_seconds, min(self.config.lease_seconds / 3, 5))
-        while True:
+        while not self._halt.is_set():
             try:
                 await self.reap_once()
             except Exception:
                 logger.exception("reaper pass failed")
-            await asyncio.sleep(interval)
+            await self._pause(interval)
 
     async def reap_once(self) -> int:
         """Recover expired leases and expire overdue approvals; returns how many runs changed."""
