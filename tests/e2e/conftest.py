@@ -7,6 +7,7 @@ The helpers above the fixtures use no pytest, so ``bench/`` reuses them (``ApiSe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,11 +15,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import URL
@@ -38,6 +41,9 @@ _SERVICE_ENV_PREFIXES = (
     "MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "IDEMPOTENCY_", "EVENTS_",
     "LOG_", "PROMETHEUS_", "RATE_LIMIT_", "MAX_BODY_", "MAX_STREAMS_",
 )
+
+
+TERMINAL = {"completed", "failed", "cancelled", "rejected", "expired"}
 
 
 def free_port() -> int:
@@ -229,6 +235,36 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def run_row(database_url: str, run_id: str) -> dict[str, Any]:
+    """The run's lease columns as a stopped process left them: read from the database, since no
+    API process is up to ask."""
+
+    async def read() -> dict[str, Any]:
+        connection = await asyncpg.connect(database_url, timeout=5)
+        try:
+            row = await connection.fetchrow(
+                "SELECT status, lease_owner, lease_expires_at, attempt FROM runs WHERE id = $1", uuid.UUID(run_id)
+            )
+        finally:
+            await connection.close()
+        assert row is not None
+        return dict(row)
+
+    return asyncio.run(read())
+
+
+def wait_for_terminal(client: httpx.Client, run_id: str, timeout: float) -> dict[str, Any]:
+    def finished_run() -> dict[str, Any] | None:
+        run = client.get(f"/runs/{run_id}").json()
+        return run if run["status"] in TERMINAL else None
+
+    return wait_until(finished_run, timeout=timeout, what=f"run {run_id} to finish")
+
+
+def llm_calls(fake: FakeLLMServer, run_id: str) -> list[str | None]:
+    return [request.action for request in fake.requests if request.run_label == run_id]
 
 
 def create_task_and_run(client: httpx.Client, title: str, description: str = "") -> dict[str, Any]:

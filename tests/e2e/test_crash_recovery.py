@@ -3,13 +3,10 @@ and another process resumes the run after its last checkpoint and completes it."
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -17,6 +14,9 @@ from mgx_agent.testing.fake_llm import FakeLLMServer
 
 from tests.e2e.conftest import (
     ApiServer,
+    llm_calls,
+    run_row,
+    wait_for_terminal,
     RequestSpans,
     ServerFactory,
     assert_one_holder_at_a_time,
@@ -30,7 +30,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LEASE_SECONDS = 3
 LLM_LATENCY_SECONDS = 0.4
-TERMINAL = {"completed", "failed", "cancelled", "rejected", "expired"}
 PHASES = ("planning", "coding", "testing", "verifying", "reviewing")
 # The LLM actions each phase calls (verifying runs the sandbox, no LLM).
 PHASE_ACTIONS = {
@@ -46,32 +45,6 @@ def finished_phases(events: list[dict[str, Any]]) -> list[str]:
     return [e["data"]["phase"] for e in events if e["type"] == "run.phase" and e["data"]["state"] == "finished"]
 
 
-def run_row(database_url: str, run_id: str) -> dict[str, Any]:
-    """The run's lease columns as a stopped process left them: read from the database, since no
-    API process is up to ask."""
-
-    async def read() -> dict[str, Any]:
-        connection = await asyncpg.connect(database_url, timeout=5)
-        try:
-            row = await connection.fetchrow(
-                "SELECT status, lease_owner, lease_expires_at, attempt FROM runs WHERE id = $1", uuid.UUID(run_id)
-            )
-        finally:
-            await connection.close()
-        assert row is not None
-        return dict(row)
-
-    return asyncio.run(read())
-
-
-def wait_for_terminal(client: httpx.Client, run_id: str, timeout: float) -> dict[str, Any]:
-    def finished_run() -> dict[str, Any] | None:
-        run = client.get(f"/runs/{run_id}").json()
-        return run if run["status"] in TERMINAL else None
-
-    return wait_until(finished_run, timeout=timeout, what=f"run {run_id} to finish")
-
-
 def wait_for_phase(client: httpx.Client, run_id: str, phase: str, state: str) -> None:
     wait_until(
         lambda: any(
@@ -81,10 +54,6 @@ def wait_for_phase(client: httpx.Client, run_id: str, phase: str, state: str) ->
         timeout=15,
         what=f"run {run_id}: phase {phase} {state}",
     )
-
-
-def llm_calls(fake: FakeLLMServer, run_id: str) -> list[str | None]:
-    return [request.action for request in fake.requests if request.run_label == run_id]
 
 
 def test_killed_worker_run_resumes_after_last_checkpoint_in_another_process(

@@ -25,12 +25,14 @@ from tests.e2e.conftest import (
     ServerFactory,
     assert_one_holder_at_a_time,
     create_task_and_run,
-    run_events,
     free_port,
+    llm_calls,
+    run_events,
+    run_row,
     service_env,
+    wait_for_terminal,
     wait_until,
 )
-from tests.e2e.test_crash_recovery import llm_calls, run_row, wait_for_terminal
 
 pytestmark = pytest.mark.slow
 
