@@ -31,7 +31,8 @@ import httpx  # noqa: E402
 
 from mgx_agent.testing.fake_llm import FakeLLMServer  # noqa: E402
 from tests.databases import PostgresTestDatabase  # noqa: E402
-from tests.e2e.events_support import ApiProcess  # noqa: E402
+from tests.e2e.conftest import ApiServer  # noqa: E402
+from tests.e2e.events_support import api_process  # noqa: E402
 from tests.services import postgres_url_for_tests, tcp_reachable  # noqa: E402
 
 
@@ -65,7 +66,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-async def measure(server: ApiProcess, subscribers: int) -> dict[str, object]:
+async def measure(server: ApiServer, subscribers: int) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         task = (await client.post("/tasks/", json={"title": "fizzbuzz", "description": "write fizzbuzz(n)"})).json()
         run = (await client.post("/runs/", json={"task_id": task["id"]})).json()
@@ -122,7 +123,7 @@ def main() -> None:
         else:
             settings.update(sqlite_path=Path(workdir) / "bench.db", db_auto_migrate="true")
             backend = "SQLite"
-        server = ApiProcess("bench-api", Path(workdir), **settings).start()
+        server = api_process("bench-api", Path(workdir), **settings).start()
         stack.callback(server.stop)
         rows = [asyncio.run(measure(server, count)) for count in counts]
 

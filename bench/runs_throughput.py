@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -66,12 +65,6 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (/proc/<pid>/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def at(run: dict[str, Any], field: str) -> float:
@@ -134,9 +127,9 @@ async def measure_level(server: ApiServer, runs: int) -> LevelResult:
         warm_up = await start_runs(client, await create_tasks(client, 1, "warm-up"))
         await wait_finished(client, warm_up)
         task_ids = await create_tasks(client, runs, f"level {runs}")
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before = server.cpu_seconds()
         finished = await wait_finished(client, await start_runs(client, task_ids))
-        cpu_used = cpu_seconds(server.pid) - cpu_before
+        cpu_used = server.cpu_seconds() - cpu_before
     waits = [(at(run, "started_at") - at(run, "created_at")) * 1000 for run in finished]
     wall = max(at(run, "finished_at") for run in finished) - min(at(run, "created_at") for run in finished)
     rss = server.peak_rss_kib()

@@ -37,7 +37,7 @@ POLL_SECONDS = 0.05
 LOG_TAIL_LINES = 60
 
 # Variables the service reads; the developer's values must not leak into a test server.
-_SERVICE_ENV_PREFIXES = (
+SERVICE_ENV_PREFIXES = (
     "MGX_", "RUNNER_", "DB_", "API_", "REDIS_", "DATABASE_", "SQLITE_", "IDEMPOTENCY_", "EVENTS_",
     "LOG_", "PROMETHEUS_", "RATE_LIMIT_", "MAX_BODY_", "MAX_STREAMS_",
 )
@@ -59,7 +59,7 @@ def database_url_text(url: URL) -> str:
 
 def service_env(database_url: str, llm_base_url: str | None, **overrides: object) -> dict[str, str]:
     """The environment of one API process: isolated from the caller's service settings."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(_SERVICE_ENV_PREFIXES)}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(SERVICE_ENV_PREFIXES)}
     env.update(
         PYTHONPATH=str(REPO_ROOT),
         PYTHONUNBUFFERED="1",
@@ -81,15 +81,25 @@ class ApiServer:
     """One ``uvicorn backend.app.main:app`` subprocess on a loopback port; its output goes to a file."""
 
     def __init__(
-        self, env: dict[str, str], workdir: Path, name: str = "api", *, command: list[str] | None = None
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        name: str = "api",
+        *,
+        command: list[str] | None = None,
+        ready_path: str = "/health/ready",
+        port: int = 0,
     ) -> None:
         self.env = env
+        # Started once this answers 200 (/health/live for a process whose dependencies may be down).
+        self.ready_path = ready_path
         # Default: uvicorn on the app; e.g. [sys.executable, "-m", "backend.app.main"] for the entry point.
         self.command = command
         self.workdir = workdir
         self.name = name
         self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.fixed_port = port  # 0: a free port is picked at start
+        self.port = port
         self.log_path = workdir / f"{name}.log"
 
     @property
@@ -102,10 +112,10 @@ class ApiServer:
         return self.process.pid
 
     def start(self, attempts: int = 3) -> ApiServer:
-        """Start and wait for /health/ready; retry on another port if the chosen one was taken."""
+        """Start and wait for ``ready_path``; retry on another port if the chosen one was taken."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for _ in range(attempts):
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             with self.log_path.open("ab") as log:
                 log.write(f"--- starting {self.name} on port {self.port}\n".encode())
                 self.process = subprocess.Popen(
@@ -120,7 +130,7 @@ class ApiServer:
                 )
             if self._wait_ready():
                 return self
-            if "address already in use" not in self.log_tail().lower():
+            if self.fixed_port or "address already in use" not in self.log_tail().lower():
                 break
         raise RuntimeError(f"{self.name} did not become ready:\n{self.log_tail()}")
 
@@ -132,7 +142,7 @@ class ApiServer:
                 if self.process.poll() is not None:
                     return False
                 try:
-                    if client.get("/health/ready").status_code == 200:
+                    if client.get(self.ready_path).status_code == 200:
                         return True
                 except httpx.TransportError:
                     pass
@@ -160,6 +170,11 @@ class ApiServer:
             self.process.wait(STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (/proc/<pid>/stat fields 14 and 15)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_kib(self) -> int | None:
         """Peak resident set size (VmHWM) of the live process, in KiB."""

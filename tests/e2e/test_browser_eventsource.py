@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from mgx_agent.testing.fake_llm import FakeLLMServer
-from tests.e2e.events_support import ApiProcess
+from tests.e2e.events_support import api_process
 from tests.services import services_required
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,7 @@ def test_browser_eventsource_follows_a_run_through_completion_and_reconnects(
             "runner_workers": 1,
             "runner_poll_seconds": 0.2,
         }
-        server = ApiProcess("api", tmp_path, **settings).start()
+        server = api_process("api", tmp_path, **settings).start()
         try:
             with httpx.Client(base_url=server.base_url, timeout=10) as client:
                 task = client.post("/tasks/", json={"title": "fizzbuzz", "description": "write fizzbuzz(n)"}).json()
@@ -102,9 +102,7 @@ def test_browser_eventsource_follows_a_run_through_completion_and_reconnects(
 
             # Restart the server on the same port: EventSource reconnects with Last-Event-ID.
             server.stop()
-            restarted = ApiProcess("api-restarted", tmp_path, **settings)
-            restarted.port = server.port
-            server = restarted.start()
+            server = api_process("api-restarted", tmp_path, port=server.port, **settings).start()
             page.wait_for_function("window.opens >= 2", timeout=20_000)
             with httpx.Client(base_url=server.base_url, timeout=10) as client:
                 assert client.post(f"/runs/{run['id']}/approve", json={}).status_code == 200

@@ -14,7 +14,8 @@ import redis
 
 from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.databases import PostgresTestDatabase
-from tests.e2e.events_support import ApiProcess, free_port, iter_sse
+from tests.e2e.conftest import ApiServer, free_port
+from tests.e2e.events_support import api_process, iter_sse
 from tests.services import postgres_url_for_tests, tcp_reachable, unavailable
 
 pytestmark = pytest.mark.slow
@@ -41,7 +42,7 @@ def fake_llm() -> Iterator[FakeLLMServer]:
         yield server
 
 
-def start_pair(tmp_path: Path, database_url: str, fake_llm: FakeLLMServer, **shared: object) -> tuple[ApiProcess, ApiProcess]:
+def start_pair(tmp_path: Path, database_url: str, fake_llm: FakeLLMServer, **shared: object) -> tuple[ApiServer, ApiServer]:
     common = {
         "database_url": database_url,
         "db_auto_migrate": "false",
@@ -50,12 +51,12 @@ def start_pair(tmp_path: Path, database_url: str, fake_llm: FakeLLMServer, **sha
         "runner_poll_seconds": 0.2,
         **shared,
     }
-    subscriber_side = ApiProcess("a", tmp_path, runner_workers=0, **common)
-    executor_side = ApiProcess("b", tmp_path, runner_workers=1, **common)
+    subscriber_side = api_process("a", tmp_path, runner_workers=0, **common)
+    executor_side = api_process("b", tmp_path, runner_workers=1, **common)
     return subscriber_side.start(), executor_side.start()
 
 
-def follow_run_across_processes(a: ApiProcess, b: ApiProcess) -> float:
+def follow_run_across_processes(a: ApiServer, b: ApiServer) -> float:
     """Subscribe on A, let B plan and (after approval) execute; returns seconds from approval to
     the terminal event, after checking the stream against the stored log."""
     with httpx.Client(base_url=a.base_url, timeout=30) as client:
