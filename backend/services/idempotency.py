@@ -78,3 +78,18 @@ class IdempotencyGuard:
         record.status_code = status_code
         record.response_body = body
         record.location = location
+
+
+async def claim_creation(
+    session: AsyncSession, *, ttl_seconds: int, scope: str, key: str | None, payload: Any
+) -> CreatedResource | IdempotencyKey | None:
+    """Start a creation that may carry an ``Idempotency-Key``: None without a key; the stored
+    answer to replay (the transaction is rolled back); or the claimed key, to ``complete`` with
+    the new resource's answer in the same transaction."""
+    if key is None:
+        return None
+    outcome = await IdempotencyGuard(session, ttl_seconds=ttl_seconds).replay_or_claim(scope, key, payload)
+    if isinstance(outcome, StoredResponse):
+        await session.rollback()
+        return CreatedResource(outcome.body, outcome.location or "", replayed=True)
+    return outcome

@@ -23,7 +23,7 @@ from backend.errors import ConflictError, NotFoundError
 from backend.schemas.runs import ArtifactRead, RunApprove, RunCreate, RunRead, RunReject, RunUpdate
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
-from backend.services.idempotency import CreatedResource, IdempotencyGuard, StoredResponse
+from backend.services.idempotency import CreatedResource, IdempotencyGuard, claim_creation
 from backend.services.run_journal import change_status, record_event
 from backend.services.run_signals import RunSignals
 
@@ -98,15 +98,15 @@ class RunService:
     # Creating and editing
 
     async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
-        claim = None
-        if idempotency_key is not None:
-            guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
-            scope = idempotency_scope(CREATE_SCOPE, self.principal)
-            outcome = await guard.replay_or_claim(scope, idempotency_key, data.model_dump(mode="json"))
-            if isinstance(outcome, StoredResponse):
-                await self.session.rollback()
-                return CreatedResource(outcome.body, outcome.location or "", replayed=True)
-            claim = outcome
+        claim = await claim_creation(
+            self.session,
+            ttl_seconds=self.idempotency_ttl_seconds,
+            scope=idempotency_scope(CREATE_SCOPE, self.principal),
+            key=idempotency_key,
+            payload=data.model_dump(mode="json"),
+        )
+        if isinstance(claim, CreatedResource):
+            return claim
         task = await self.session.get(Task, data.task_id, with_for_update=True)
         if task is None or not can_see(self.principal, task.owner):
             raise NotFoundError(f"task {data.task_id} does not exist")

@@ -20,7 +20,7 @@ from backend.schemas.problem import field_path
 from backend.schemas.tasks import TaskConfig, TaskCreate, TaskRead, TaskUpdate
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
-from backend.services.idempotency import CreatedResource, IdempotencyGuard, StoredResponse
+from backend.services.idempotency import CreatedResource, IdempotencyGuard, claim_creation
 
 CREATE_SCOPE = "POST /tasks/"
 
@@ -59,15 +59,15 @@ class TaskService:
         return task
 
     async def create_task(self, data: TaskCreate, *, idempotency_key: str | None) -> CreatedResource:
-        claim = None
-        if idempotency_key is not None:
-            guard = IdempotencyGuard(self.session, ttl_seconds=self.idempotency_ttl_seconds)
-            scope = idempotency_scope(CREATE_SCOPE, self.principal)
-            outcome = await guard.replay_or_claim(scope, idempotency_key, data.model_dump(mode="json"))
-            if isinstance(outcome, StoredResponse):
-                await self.session.rollback()
-                return CreatedResource(outcome.body, outcome.location or "", replayed=True)
-            claim = outcome
+        claim = await claim_creation(
+            self.session,
+            ttl_seconds=self.idempotency_ttl_seconds,
+            scope=idempotency_scope(CREATE_SCOPE, self.principal),
+            key=idempotency_key,
+            payload=data.model_dump(mode="json"),
+        )
+        if isinstance(claim, CreatedResource):
+            return claim
         now = utcnow()
         task = await self.tasks.add(
             Task(
