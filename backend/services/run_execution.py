@@ -237,6 +237,14 @@ class RunExecutor:
                 artifacts.append(event)
         async with self.session_factory() as session:
             now = utcnow()
+            # The run row first (as every writer of a run locks it), then its artifacts.
+            reserved = await RunRepository(session).update_leased(
+                run_id, owner, LEASED_STATUSES, values, reserve_events=len(events), now=now
+            )
+            if reserved is None:
+                await session.rollback()
+                raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+            first_seq, task_id = reserved
             artifact_data = {}
             for artifact in artifacts:
                 summary = await ArtifactRepository(session).save(
@@ -244,13 +252,6 @@ class RunExecutor:
                 )
                 artifact_data[id(artifact)] = asdict(summary)
             items = [_journal_entry(event, artifact_data) for event in events]
-            reserved = await RunRepository(session).update_leased(
-                run_id, owner, LEASED_STATUSES, values, reserve_events=len(items), now=now
-            )
-            if reserved is None:
-                await session.rollback()
-                raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
-            first_seq, task_id = reserved
             for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, items, now=now):
                 stage_committed_event(session, StreamEvent.from_row(row, task_id))
             await session.commit()
