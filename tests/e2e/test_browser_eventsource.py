@@ -3,29 +3,18 @@ completion, and reconnects with Last-Event-ID when the server restarts mid-run."
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser
 
 from mgx_agent.testing.fake_llm import FakeLLMServer
+from tests.e2e.browsers import browser  # noqa: F401 (fixture)
 from tests.e2e.events_support import api_process
-from tests.services import services_required
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 EVENT_TYPES = [
     "run.created", "run.status", "run.phase", "run.plan_ready", "run.approval_required", "run.approved",
     "run.rejected", "agent.message", "agent.delta", "artifact.created", "sandbox.result", "run.usage",
@@ -49,32 +38,9 @@ for (const type of %(types)s) {
 </script></body></html>"""
 
 
-def _unavailable(reason: str) -> None:
-    if services_required():
-        pytest.fail(f"{reason} and MGX_REQUIRE_SERVICES=1", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def chromium_playwright() -> Iterator[object]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
-    if shutil.which(CHROMIUM) is None:
-        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
 def test_browser_eventsource_follows_a_run_through_completion_and_reconnects(
-    tmp_path: Path, chromium_playwright
-) -> None:  # type: ignore[no-untyped-def]
-    browser = chromium_playwright
+    tmp_path: Path, browser: Browser
+) -> None:
     with FakeLLMServer() as fake_llm:
         settings = {
             "sqlite_path": tmp_path / "mgx.db",

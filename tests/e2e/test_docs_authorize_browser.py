@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import ApiServer, service_env
-from tests.e2e.test_docs_browser import RecordedPage, browser, recorded  # noqa: F401 (fixtures)
+from tests.e2e.browsers import RecordedPage, browser, recorded  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
