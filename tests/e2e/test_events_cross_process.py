@@ -13,27 +13,13 @@ import pytest
 import redis
 
 from mgx_agent.testing.fake_llm import FakeLLMServer
-from tests.databases import PostgresTestDatabase
 from tests.e2e.conftest import ApiServer, free_port
 from tests.e2e.events_support import api_process, iter_sse
-from tests.services import postgres_url_for_tests, tcp_reachable, unavailable
+from tests.services import tcp_reachable, unavailable
 
 pytestmark = pytest.mark.slow
 
 EVENTS_REDIS_URL = "redis://127.0.0.1:6379/14"
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[str]:
-    server = postgres_url_for_tests()
-    if not tcp_reachable(server, 5432):
-        unavailable("PostgreSQL", server)
-    database = PostgresTestDatabase(server)
-    database.create()
-    try:
-        yield database.url.render_as_string(hide_password=False)
-    finally:
-        database.drop()
 
 
 @pytest.fixture
@@ -81,13 +67,13 @@ def follow_run_across_processes(a: ApiServer, b: ApiServer) -> float:
 
 
 def test_events_reach_a_subscriber_on_another_process_through_redis(
-    tmp_path: Path, fresh_database: str, fake_llm: FakeLLMServer
+    tmp_path: Path, postgres_url: str, fake_llm: FakeLLMServer
 ) -> None:
     if not tcp_reachable(EVENTS_REDIS_URL, 6379):
         unavailable("Redis", EVENTS_REDIS_URL)
     redis.Redis.from_url(EVENTS_REDIS_URL).flushdb()
     # A polls the database only every 30 s, so prompt delivery can only have come through Redis.
-    a, b = start_pair(tmp_path, fresh_database, fake_llm, redis_url=EVENTS_REDIS_URL, events_poll_seconds=30)
+    a, b = start_pair(tmp_path, postgres_url, fake_llm, redis_url=EVENTS_REDIS_URL, events_poll_seconds=30)
     try:
         assert follow_run_across_processes(a, b) < 10, a.log_tail()
     finally:
@@ -96,10 +82,10 @@ def test_events_reach_a_subscriber_on_another_process_through_redis(
 
 
 def test_events_reach_another_process_through_the_database_when_redis_is_down(
-    tmp_path: Path, fresh_database: str, fake_llm: FakeLLMServer
+    tmp_path: Path, postgres_url: str, fake_llm: FakeLLMServer
 ) -> None:
     down = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there: a Redis that is down
-    a, b = start_pair(tmp_path, fresh_database, fake_llm, redis_url=down, events_poll_seconds=0.2)
+    a, b = start_pair(tmp_path, postgres_url, fake_llm, redis_url=down, events_poll_seconds=0.2)
     try:
         assert follow_run_across_processes(a, b) < 20, a.log_tail()
         assert "polling the database instead" in a.log_tail(200)

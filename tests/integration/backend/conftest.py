@@ -28,22 +28,25 @@ def fake_llm_config(server: FakeLLMServer) -> LLMConfig:
     return LLMConfig(_env_file=None, base_url=server.base_url, api_key="test-key", model="gpt-4o-mini", max_retries=0)
 
 
+# Settings that keep the runner quick in tests: short polls, beats and leases, no sandbox, no cache.
+FAST_RUNNER_SETTINGS: dict[str, object] = {
+    "mgx_sandbox": "off",
+    "runner_workers": 2,
+    "runner_poll_seconds": 0.5,
+    "runner_heartbeat_seconds": 0.2,
+    "runner_lease_seconds": 3,
+    "runner_shutdown_grace_seconds": 2,
+    "mgx_enable_caching": False,
+}
+
+
 @pytest.fixture
 async def run_app(database_url: URL, fake_llm: FakeLLMServer):  # type: ignore[no-untyped-def]
     """Start the app (runner included) with settings overrides; yields an HTTP client factory."""
     stack: list = []
 
     async def start(**overrides: object) -> httpx.AsyncClient:
-        values = {
-            "mgx_sandbox": "off",
-            "runner_workers": 2,
-            "runner_poll_seconds": 0.5,
-            "runner_heartbeat_seconds": 0.2,
-            "runner_lease_seconds": 3,
-            "runner_shutdown_grace_seconds": 2,
-            "mgx_enable_caching": False,
-            **overrides,
-        }
+        values = {**FAST_RUNNER_SETTINGS, **overrides}
         app = create_app(make_settings(database_url, **values), fake_llm_config(fake_llm))
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()

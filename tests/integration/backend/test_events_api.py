@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 
 from backend.app.main import create_app
 from tests.conftest import make_settings
-from tests.integration.backend.conftest import fake_llm_config
+from tests.integration.backend.conftest import FAST_RUNNER_SETTINGS, fake_llm_config
 from tests.integration.backend.events_support import (
     LiveApp,
     assert_contiguous,
@@ -33,16 +33,7 @@ async def live_app(database_url: URL, fake_llm: FakeLLMServer):  # type: ignore[
     stack = []
 
     async def start(**overrides: object) -> LiveApp:
-        values = {
-            "mgx_sandbox": "off",
-            "runner_workers": 0,
-            "runner_poll_seconds": 0.5,
-            "runner_heartbeat_seconds": 0.2,
-            "runner_lease_seconds": 3,
-            "runner_shutdown_grace_seconds": 2,
-            "mgx_enable_caching": False,
-            **overrides,
-        }
+        values = {**FAST_RUNNER_SETTINGS, "runner_workers": 0, **overrides}
         app = create_app(make_settings(database_url, **values), fake_llm_config(fake_llm))
         context = serve(app)
         live = await context.__aenter__()

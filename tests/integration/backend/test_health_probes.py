@@ -23,22 +23,14 @@ from sqlalchemy.engine import URL
 from backend.app.main import create_app
 from tests.conftest import make_settings
 from tests.databases import PostgresTestDatabase, sqlite_copy
-from tests.integration.backend.conftest import fake_llm_config
+from tests.integration.backend.conftest import FAST_RUNNER_SETTINGS, fake_llm_config
 from tests.integration.backend.events_support import create_queued_run, serve
 from tests.integration.backend.stalling_proxy import StallingProxy
 from tests.services import postgres_url_for_tests, unavailable
 
 # The probe contract: an answer within 2 s whatever the dependencies do.
 PROBE_BUDGET_SECONDS = 2.0
-BASE_SETTINGS: dict[str, Any] = {
-    "mgx_sandbox": "off",
-    "runner_workers": 0,
-    "runner_poll_seconds": 0.5,
-    "runner_heartbeat_seconds": 0.2,
-    "runner_lease_seconds": 3,
-    "runner_shutdown_grace_seconds": 2,
-    "mgx_enable_caching": False,
-}
+BASE_SETTINGS: dict[str, Any] = {**FAST_RUNNER_SETTINGS, "runner_workers": 0}
 
 
 @asynccontextmanager
