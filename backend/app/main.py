@@ -22,7 +22,7 @@ from backend.app.problems import install_problem_handlers
 from backend.app.response_headers import RATE_LIMIT_HEADERS
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
-from backend.db.engine import create_engine, create_session_factory
+from backend.db.engine import Database, create_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
 from backend.observability import metrics
@@ -85,6 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = BackgroundTaskRunner(session_factory, executor, signals, runner_config(settings))
         app.state.engine = engine
         app.state.session_factory = session_factory
+        app.state.database = Database(engine, session_factory)
         app.state.redis = redis
         app.state.team_provider = provider
         app.state.run_signals = signals

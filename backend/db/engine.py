@@ -7,11 +7,13 @@ fail half-way with "database is locked" when another connection writes at the sa
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import AsyncContextManager
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READ_ONLY_OPTION = "read_only"
@@ -63,3 +65,28 @@ def _create_sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where services open their units of work, one per operation: ``session()`` for changes to
+    ORM objects (committed by the service), ``writing()`` for a transaction of Core statements
+    (committed when the block ends without an error), ``reading()`` for a read-only connection
+    (on SQLite a deferred transaction that never waits for writers). The connections cost much
+    less than a session, so answers that are plain rows (reads, a creation) skip the ORM."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    _reader: AsyncEngine = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_reader", self.engine.execution_options(**{READ_ONLY_OPTION: True}))
+
+    def session(self) -> AsyncSession:
+        return self.sessions()
+
+    def writing(self) -> AsyncContextManager[AsyncConnection]:
+        return self.engine.begin()
+
+    def reading(self) -> AsyncConnection:
+        return self._reader.connect()

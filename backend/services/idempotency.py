@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.db.models import IdempotencyKey
 from backend.db.repositories.idempotency import IdempotencyRepository
 from backend.db.types import utcnow
 from backend.errors import ConflictError, InvalidRequestError
@@ -38,32 +38,43 @@ class CreatedResource:
     replayed: bool
 
 
+class IdempotencyClaim:
+    """A key claimed for one creation, inside the creation's transaction: ``complete`` stores the
+    answer in that same transaction, so the key and the resource are committed together."""
+
+    def __init__(self, repository: IdempotencyRepository, scope: str, key: str) -> None:
+        self.repository = repository
+        self.scope = scope
+        self.key = key
+
+    async def complete(self, status_code: int, body: dict[str, Any], location: str | None) -> None:
+        await self.repository.complete(self.scope, self.key, status_code, body, location)
+
+
 class IdempotencyGuard:
     """Claims a key for one creation inside the caller's transaction."""
 
-    def __init__(self, session: AsyncSession, *, ttl_seconds: int) -> None:
-        self.repository = IdempotencyRepository(session)
-        self.session = session
+    def __init__(self, connection: AsyncConnection, *, ttl_seconds: int) -> None:
+        self.repository = IdempotencyRepository(connection)
         self.ttl = timedelta(seconds=ttl_seconds)
 
-    async def replay_or_claim(self, scope: str, key: str, payload: Any) -> StoredResponse | IdempotencyKey:
+    async def replay_or_claim(self, scope: str, key: str, payload: Any) -> StoredResponse | IdempotencyClaim:
         fingerprint = request_fingerprint(payload)
+        now = utcnow()
         existing = await self.repository.find(scope, key)
-        if existing is not None and existing.created_at < utcnow() - self.ttl:
-            await self.session.delete(existing)
-            await self.session.flush()
+        if existing is not None and existing.created_at < now - self.ttl:
+            await self.repository.delete(existing.id)
             existing = None
         if existing is None:
-            claimed = await self.repository.claim(scope, key, fingerprint)
-            if claimed is not None:
-                return claimed
+            if await self.repository.claim(scope, key, fingerprint, now):
+                return IdempotencyClaim(self.repository, scope, key)
             existing = await self.repository.find(scope, key)
             if existing is None:  # claimed and released by a concurrent request that failed
                 raise ConflictError("a request with this Idempotency-Key is in progress; retry shortly")
         return self._replay(existing, fingerprint)
 
     @staticmethod
-    def _replay(record: IdempotencyKey, fingerprint: str) -> StoredResponse:
+    def _replay(record: Row[Any], fingerprint: str) -> StoredResponse:
         if record.request_hash != fingerprint:
             raise InvalidRequestError(
                 "this Idempotency-Key was already used with a different request body",
@@ -73,23 +84,16 @@ class IdempotencyGuard:
             raise ConflictError("a request with this Idempotency-Key is in progress; retry shortly")
         return StoredResponse(record.status_code, record.response_body, record.location)
 
-    @staticmethod
-    def complete(record: IdempotencyKey, status_code: int, body: dict[str, Any], location: str | None) -> None:
-        record.status_code = status_code
-        record.response_body = body
-        record.location = location
-
 
 async def claim_creation(
-    session: AsyncSession, *, ttl_seconds: int, scope: str, key: str | None, payload: Any
-) -> CreatedResource | IdempotencyKey | None:
-    """Start a creation that may carry an ``Idempotency-Key``: None without a key; the stored
-    answer to replay (the transaction is rolled back); or the claimed key, to ``complete`` with
-    the new resource's answer in the same transaction."""
+    connection: AsyncConnection, *, ttl_seconds: int, scope: str, key: str | None, payload: Any
+) -> CreatedResource | IdempotencyClaim | None:
+    """Start a creation that may carry an ``Idempotency-Key``, on the creation's connection: None
+    without a key; the stored answer to replay (the caller writes nothing more); or the claimed
+    key, to ``complete`` with the new resource's answer in the same transaction."""
     if key is None:
         return None
-    outcome = await IdempotencyGuard(session, ttl_seconds=ttl_seconds).replay_or_claim(scope, key, payload)
+    outcome = await IdempotencyGuard(connection, ttl_seconds=ttl_seconds).replay_or_claim(scope, key, payload)
     if isinstance(outcome, StoredResponse):
-        await session.rollback()
         return CreatedResource(outcome.body, outcome.location or "", replayed=True)
     return outcome

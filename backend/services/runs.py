@@ -23,7 +23,7 @@ from backend.errors import ConflictError, NotFoundError
 from backend.schemas.runs import ArtifactRead, RunApprove, RunCreate, RunRead, RunReject, RunUpdate
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
-from backend.services.idempotency import CreatedResource, IdempotencyGuard, claim_creation
+from backend.services.idempotency import CreatedResource, claim_creation
 from backend.services.run_journal import change_status, record_event
 from backend.services.run_signals import RunSignals
 
@@ -99,7 +99,7 @@ class RunService:
 
     async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
         claim = await claim_creation(
-            self.session,
+            await self.session.connection(),
             ttl_seconds=self.idempotency_ttl_seconds,
             scope=idempotency_scope(CREATE_SCOPE, self.principal),
             key=idempotency_key,
@@ -144,7 +144,7 @@ class RunService:
         body = run_read(run).model_dump(mode="json")
         location = run_location(run.id)
         if claim is not None:
-            IdempotencyGuard.complete(claim, 201, body, location)
+            await claim.complete(201, body, location)
         await self.session.commit()
         self.signals.deliver("queued")
         return CreatedResource(body, location, replayed=False)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, Result, Select, bindparam, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.models import Run, Task
 
@@ -22,44 +23,87 @@ def _like_pattern(text: str) -> str:
 TASK_COLUMNS = tuple(Task.__table__.columns)
 # Built once: constructing a statement costs more than its compiled-SQL cache lookup saves.
 READ_TASK = select(*TASK_COLUMNS).where(Task.id == bindparam("task_id"))
+INSERT_TASK = insert(Task.__table__)
+
+
+@cache
+def _list_statements(by_owner: bool, by_status: bool, by_text: bool) -> tuple[Select[Any], Select[Any]]:
+    """The count and page statements of ``TaskRepository.list`` for one combination of filters,
+    built once with bound parameters: building them and their cache keys on every request cost
+    more than running them."""
+    conditions = []
+    if by_owner:
+        conditions.append(Task.owner == bindparam("owner"))
+    if by_status:
+        conditions.append(Task.status == bindparam("status"))
+    if by_text:
+        pattern = bindparam("pattern")
+        conditions.append(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
+    count = select(func.count()).select_from(Task).where(*conditions)
+    page = (
+        select(*TASK_COLUMNS)
+        .where(*conditions)
+        .order_by(Task.created_at.desc(), Task.id)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+    return count, page
+
+
+def _as_dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """The rows as plain dicts: what the answers are validated from, built at C speed (a third of
+    the cost of ``Row._asdict``, which showed in the profile of every page)."""
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+def new_task_row(**values: Any) -> dict[str, Any]:
+    """Every column of a new task: ``values``, and the table's Python-side defaults for the rest
+    (``uuid4`` id, ``pending`` status, zero counters, version 1; None where there is none)."""
+    row = {}
+    for column in TASK_COLUMNS:
+        if column.key in values:
+            row[column.key] = values[column.key]
+        elif column.default is None:
+            row[column.key] = None
+        elif column.default.is_callable:
+            row[column.key] = column.default.arg(None)  # type: ignore[attr-defined]
+        else:
+            row[column.key] = column.default.arg  # type: ignore[attr-defined]
+    return row
 
 
 class TaskRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    """On a session (changes), or on a plain connection for the reads that return rows."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.session = session
 
     async def list(
         self, *, status: str | None, query: str | None, owner: str | None = None, limit: int, offset: int
-    ) -> tuple[Sequence[Row[Any]], int]:
-        """A page of tasks (plain rows: lists only read them), newest first, and the total;
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of tasks (plain mappings: lists only read them), newest first, and the total;
         ``owner`` limits both to that owner's."""
-        conditions = []
-        if owner is not None:
-            conditions.append(Task.owner == owner)
-        if status:
-            conditions.append(Task.status == status)
+        count, page = _list_statements(owner is not None, bool(status), bool(query))
+        params: dict[str, Any] = {"owner": owner, "status": status, "limit": limit, "offset": offset}
         if query:
-            pattern = _like_pattern(query)
-            conditions.append(
-                or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\"))
-            )
-        total = await self.session.scalar(select(func.count()).select_from(Task).where(*conditions))
-        rows = await self.session.execute(
-            select(*TASK_COLUMNS).where(*conditions).order_by(Task.created_at.desc(), Task.id).limit(limit).offset(offset)
-        )
-        return rows.all(), int(total or 0)
+            params["pattern"] = _like_pattern(query)
+        total = (await self.session.execute(count, params)).scalar_one()
+        result = await self.session.execute(page, params)
+        return _as_dicts(result), int(total or 0)
 
     async def get(self, task_id: uuid.UUID) -> Task | None:
         return await self.session.get(Task, task_id)
 
-    async def read(self, task_id: uuid.UUID) -> Row[Any] | None:
-        """One task as a plain row, for answers that only read it (no ORM bookkeeping)."""
-        return (await self.session.execute(READ_TASK, {"task_id": task_id})).first()
+    async def read(self, task_id: uuid.UUID) -> dict[str, Any] | None:
+        """One task as a plain mapping, for answers that only read it (no ORM bookkeeping)."""
+        rows = _as_dicts(await self.session.execute(READ_TASK, {"task_id": task_id}))
+        return rows[0] if rows else None
 
-    async def add(self, task: Task) -> Task:
-        self.session.add(task)
-        await self.session.flush()
-        return task
+    async def insert(self, row: dict[str, Any]) -> None:
+        """Insert a complete row (``new_task_row``) as one Core statement: no ORM object to track
+        for a task that is only answered with."""
+        await self.session.execute(INSERT_TASK, row)
 
     async def delete(self, task: Task) -> None:
         await self.session.delete(task)
