@@ -1,5 +1,6 @@
-"""Authentication with ``API_KEYS``: the app-wide ``authenticate`` dependency, the OpenAPI security
-schemes, and the guard that refuses to serve an open API on a network address.
+"""Authentication with ``API_KEYS``: ``authenticate`` (run on every request by
+``backend.app.admission``), the OpenAPI security schemes, and the guard that refuses to serve an
+open API on a network address.
 
 Every route except ``/``, ``/health/*`` and the API documentation requires a key, sent as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Event streams (SSE and WebSocket) also
@@ -21,9 +22,9 @@ from fastapi import Depends, FastAPI, WebSocket
 from fastapi.encoders import jsonable_encoder
 from fastapi.security import APIKeyHeader, APIKeyQuery, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from sse_starlette import EventSourceResponse
 from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection
+from starlette.routing import compile_path
 
 from backend.access import KeyRing, Principal
 from backend.app.docs import DOCS_STATIC_URL, DOCS_URL, REDOC_URL
@@ -73,9 +74,25 @@ _UNAUTHORIZED_RESPONSE = {
 
 
 def is_public(app: FastAPI, path: str) -> bool:
-    """Whether the route at ``path`` (a template such as ``/health/ready``) needs no key."""
-    public = {"/", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    """Whether ``path`` (a request's, or a route template such as ``/health/ready``) needs no key."""
+    public = {"/", "/health", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
     return path in public or path.startswith(PUBLIC_PREFIXES)
+
+
+def event_stream_routes(app: FastAPI) -> re.Pattern[str]:
+    """The paths of the SSE routes, as one pattern: the operations ``/openapi.json`` documents as
+    answering ``text/event-stream`` (the rule the security documentation follows too). Built on
+    first use, as authentication runs before routing and only a query token needs it."""
+    pattern: re.Pattern[str] | None = getattr(app.state, "event_stream_routes", None)
+    if pattern is None:
+        templates = [
+            compile_path(path)[0].pattern
+            for path, operations in app.openapi().get("paths", {}).items()
+            if any(_is_event_stream(operation) for operation in operations.values())
+        ]
+        pattern = re.compile("|".join(f"(?:{template})" for template in templates) or "(?!)")
+        app.state.event_stream_routes = pattern
+    return pattern
 
 
 def accepts_access_token_query(conn: HTTPConnection) -> bool:
@@ -83,7 +100,7 @@ def accepts_access_token_query(conn: HTTPConnection) -> bool:
     take ``?access_token=``."""
     if conn.scope["type"] == "websocket":
         return True
-    return getattr(conn.scope.get("route"), "response_class", None) is EventSourceResponse
+    return event_stream_routes(conn.app).match(conn.scope["path"]) is not None
 
 
 def presented_key(conn: HTTPConnection) -> str | None:
@@ -92,19 +109,19 @@ def presented_key(conn: HTTPConnection) -> str | None:
         return credentials
     if header := conn.headers.get(API_KEY_HEADER.model.name):
         return header
-    if accepts_access_token_query(conn):
-        return conn.query_params.get(ACCESS_TOKEN_PARAMETER) or None
+    token = conn.query_params.get(ACCESS_TOKEN_PARAMETER) if b"access" in conn.scope["query_string"] else None
+    if token and accepts_access_token_query(conn):
+        return token
     return None
 
 
 async def authenticate(conn: HTTPConnection) -> None:
-    """App-wide dependency: sets ``conn.state.principal`` to the caller's ``Principal``, or to None
-    in open mode and on public routes; refuses everything else without a valid key (401, or
-    WebSocket close 4401)."""
+    """Sets ``conn.state.principal`` to the caller's ``Principal``, or to None in open mode and on
+    public paths; refuses everything else without a valid key (401, or WebSocket close 4401),
+    unknown paths included (they do not reveal which exist)."""
     conn.state.principal = None
     ring: KeyRing = conn.app.state.key_ring
-    route = conn.scope.get("route")
-    if not ring.enabled or is_public(conn.app, getattr(route, "path", conn.url.path)):
+    if not ring.enabled or is_public(conn.app, conn.scope["path"]):
         return
     presented = presented_key(conn)
     principal = ring.identify(presented) if presented is not None else None
@@ -119,7 +136,8 @@ async def authenticate(conn: HTTPConnection) -> None:
     conn.state.principal = principal
 
 
-async def current_principal(conn: HTTPConnection, _: Annotated[None, Depends(authenticate)]) -> Principal | None:
+async def current_principal(conn: HTTPConnection) -> Principal | None:
+    """The caller, as ``authenticate`` identified it before routing."""
     return conn.state.principal
 
 

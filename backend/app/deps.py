@@ -7,13 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import HTTPConnection
 
 from backend.access import Principal
-from backend.app.auth import authenticate
-from backend.app.limits import enforce_rate_limit
 from backend.config import Settings
-from backend.errors import UnsupportedMediaTypeError
 
 MAX_PAGE_SIZE = 200
 
@@ -55,27 +51,3 @@ IfMatchHeader = Annotated[
     str | None,
     Header(alias="If-Match", description="ETag of the version you read; a mismatch answers 412."),
 ]
-
-
-async def require_json_body(request: HTTPConnection) -> None:
-    """Refuse request bodies that are not JSON (415), before the body is parsed. (An app-wide
-    dependency, so it also sees WebSocket connections, which have no body.)"""
-    if request.scope.get("method") not in {"POST", "PUT", "PATCH"}:
-        return
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    if not has_body:
-        return
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not media_type.endswith("+json"):
-        raise UnsupportedMediaTypeError(
-            f"request bodies must be application/json, got {media_type or 'no Content-Type'}"
-        )
-
-
-async def admit_request(conn: HTTPConnection) -> None:
-    """The app-wide gate, in this order: JSON bodies only (415), a valid API key (401), the
-    caller's rate limit (429). One dependency rather than three, as FastAPI pays per dependency
-    on every request."""
-    await require_json_body(conn)
-    await authenticate(conn)
-    await enforce_rate_limit(conn)

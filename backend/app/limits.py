@@ -48,14 +48,11 @@ def client_identity(conn: HTTPConnection) -> str:
 
 
 async def enforce_rate_limit(conn: HTTPConnection) -> None:
-    """App-wide dependency, after ``authenticate``: take one token from the caller's bucket. An
-    empty bucket answers 429; a WebSocket handshake is accepted and closed with 4429 instead,
-    since a browser cannot read an HTTP answer to it."""
+    """Run by ``backend.app.admission`` after ``authenticate``: take one token from the caller's
+    bucket. An empty bucket answers 429; a WebSocket handshake is accepted and closed with 4429
+    instead, since a browser cannot read an HTTP answer to it."""
     limiter: RateLimiter = conn.app.state.rate_limiter
-    if not limiter.policy.enabled:
-        return
-    route = conn.scope.get("route")
-    if is_exempt(getattr(route, "path", None) or conn.scope["path"]):
+    if not limiter.policy.enabled or is_exempt(conn.scope["path"]):
         return
     decision = await limiter.take(client_identity(conn), getattr(conn.app.state, "redis", None))
     setattr(conn.state, RATE_LIMIT_STATE, decision)
@@ -166,12 +163,12 @@ def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
 
 
 def install_limits(app: FastAPI, settings: Settings) -> None:
-    """Wire the limits into ``app`` (``enforce_rate_limit`` is added to the app-wide dependencies
-    by ``create_app``)."""
+    """Wire the limits and the admission checks into ``app``."""
     app.state.rate_limiter = RateLimiter(RateLimitPolicy(settings.rate_limit_per_minute, settings.rate_limit_burst))
     app.state.stream_slots = StreamSlots(settings.max_streams_per_client)
     app.add_middleware(ResponseHeadersMiddleware)
-    # Innermost of the middleware, so its 413 still passes through CORS and gets the usual headers.
+    # Inside CORS and the response headers, so its 413 gets the usual headers (and before the
+    # admission checks, installed after it).
     app.user_middleware.append(Middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes))
     _document_limits(app)
 

@@ -9,13 +9,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from mgx_agent.llm import LLMConfig
 
 from backend import __version__
 from backend.app.auth import announce_access, install_authentication
-from backend.app.deps import admit_request
+from backend.app.admission import install_admission
 from backend.app.docs import install_offline_docs
 from backend.app.limits import install_limits
 from backend.app.problems import install_problem_handlers
@@ -149,7 +149,6 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(admit_request)],
         debug=False,
         docs_url=None,  # served from local assets by install_offline_docs
         redoc_url=None,
@@ -167,6 +166,7 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         ],
     )
     install_limits(app, settings)
+    install_admission(app)
     install_problem_handlers(app)
     install_offline_docs(app)
 
@@ -182,11 +182,12 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
             health="/health/",
         )
 
-    app.include_router(health.router)
+    # Routes are matched in order: the API's own first, the probes and metrics after them.
     app.include_router(tasks.router)
     app.include_router(runs.router)
     app.include_router(events.router)
     app.include_router(events.ws_router)
+    app.include_router(health.router)
     app.include_router(metrics_routes.router)
     _register_problem_schema(app)
     install_authentication(app, settings)

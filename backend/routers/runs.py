@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from backend.app.deps import (
     IdempotencyKeyHeader,
@@ -15,6 +15,7 @@ from backend.app.deps import (
     OffsetQuery,
     OpenSessionDep,
 )
+from backend.routers.answers import created_answer
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.runs import (
@@ -76,12 +77,11 @@ async def list_runs(
     summary="Start a run of a task (queued; Mike plans it first)",
     responses=error_responses(404, 409, 415, 422),
 )
-async def create_run(body: RunCreate, service: RunServiceDep, idempotency_key: IdempotencyKeyHeader = None) -> Any:
+async def create_run(
+    body: RunCreate, service: RunServiceDep, response: Response, idempotency_key: IdempotencyKeyHeader = None
+) -> Any:
     created = await service.create_run(body, idempotency_key=idempotency_key)
-    headers = {"Location": created.location, "ETag": etag(created.body["version"])}
-    if created.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(created.body, status_code=status.HTTP_201_CREATED, headers=headers)
+    return created_answer(created, response)
 
 
 @router.get("/{run_id}", response_model=RunRead, summary="Get a run", responses=error_responses(404, 422))

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from backend.app.deps import (
     IdempotencyKeyHeader,
@@ -14,6 +13,7 @@ from backend.app.deps import (
     LimitQuery,
     OffsetQuery,
 )
+from backend.routers.answers import created_answer
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
@@ -64,13 +64,10 @@ async def list_tasks(
     responses=error_responses(409, 415, 422),
 )
 async def create_task(
-    body: TaskCreate, service: TaskServiceDep, idempotency_key: IdempotencyKeyHeader = None
+    body: TaskCreate, service: TaskServiceDep, response: Response, idempotency_key: IdempotencyKeyHeader = None
 ) -> Any:
     created = await service.create_task(body, idempotency_key=idempotency_key)
-    headers = {"Location": created.location, "ETag": etag(created.body["version"])}
-    if created.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(created.body, status_code=status.HTTP_201_CREATED, headers=headers)
+    return created_answer(created, response)
 
 
 @router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,7 +32,9 @@ def request_fingerprint(payload: Any) -> str:
 
 @dataclass(frozen=True)
 class CreatedResource:
-    """What a creation answers: the body, its Location, and whether it replays a stored answer."""
+    """What a creation answers: the resource's fields (Python values, or the stored JSON of a
+    replay; the route's response model serializes either), its Location, and whether it replays
+    a stored answer."""
 
     body: dict[str, Any]
     location: str
@@ -58,8 +61,8 @@ class IdempotencyGuard:
         self.repository = IdempotencyRepository(connection)
         self.ttl = timedelta(seconds=ttl_seconds)
 
-    async def replay_or_claim(self, scope: str, key: str, payload: Any) -> StoredResponse | IdempotencyClaim:
-        fingerprint = request_fingerprint(payload)
+    async def replay_or_claim(self, scope: str, key: str, request: BaseModel) -> StoredResponse | IdempotencyClaim:
+        fingerprint = request_fingerprint(request.model_dump(mode="json"))
         now = utcnow()
         existing = await self.repository.find(scope, key)
         if existing is not None and existing.created_at < now - self.ttl:
@@ -86,14 +89,14 @@ class IdempotencyGuard:
 
 
 async def claim_creation(
-    connection: AsyncConnection, *, ttl_seconds: int, scope: str, key: str | None, payload: Any
+    connection: AsyncConnection, *, ttl_seconds: int, scope: str, key: str | None, request: BaseModel
 ) -> CreatedResource | IdempotencyClaim | None:
     """Start a creation that may carry an ``Idempotency-Key``, on the creation's connection: None
     without a key; the stored answer to replay (the caller writes nothing more); or the claimed
     key, to ``complete`` with the new resource's answer in the same transaction."""
     if key is None:
         return None
-    outcome = await IdempotencyGuard(connection, ttl_seconds=ttl_seconds).replay_or_claim(scope, key, payload)
+    outcome = await IdempotencyGuard(connection, ttl_seconds=ttl_seconds).replay_or_claim(scope, key, request)
     if isinstance(outcome, StoredResponse):
         return CreatedResource(outcome.body, outcome.location or "", replayed=True)
     return outcome

@@ -103,7 +103,7 @@ class RunService:
             ttl_seconds=self.idempotency_ttl_seconds,
             scope=idempotency_scope(CREATE_SCOPE, self.principal),
             key=idempotency_key,
-            payload=data.model_dump(mode="json"),
+            request=data,
         )
         if isinstance(claim, CreatedResource):
             return claim

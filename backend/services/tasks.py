@@ -62,7 +62,7 @@ class TaskService:
                 ttl_seconds=self.idempotency_ttl_seconds,
                 scope=idempotency_scope(CREATE_SCOPE, self.principal),
                 key=idempotency_key,
-                payload=data.model_dump(mode="json"),
+                request=data,
             )
             if isinstance(claim, CreatedResource):
                 return claim
@@ -76,11 +76,10 @@ class TaskService:
                 updated_at=now,
             )
             await TaskRepository(connection).insert(row)
-            body = TaskRead.model_validate(row).model_dump(mode="json")
             location = task_location(row["id"])
             if claim is not None:
-                await claim.complete(201, body, location)
-        return CreatedResource(body, location, replayed=False)
+                await claim.complete(201, TaskRead.model_validate(row).model_dump(mode="json"), location)
+        return CreatedResource(row, location, replayed=False)
 
     async def update_task(self, task_id: uuid.UUID, data: TaskUpdate, *, if_match: str | None) -> TaskRead:
         async with self.database.session() as session:
