@@ -183,6 +183,18 @@ async def test_bearer_and_x_api_key_both_authenticate(keyed: httpx.AsyncClient) 
     assert_unauthorized(response, "GET /tasks/?access_token")
 
 
+async def test_keys_are_checked_before_routing(keyed: httpx.AsyncClient) -> None:
+    # Without a key, a path that does not exist is not told apart from one that does.
+    assert_unauthorized(await keyed.get("/no-such-resource"), "GET /no-such-resource")
+    assert (await keyed.get("/no-such-resource", headers=ALICE)).status_code == 404
+    # Nor is the body of a refused request read: a malformed one answers 401, not 422.
+    malformed = await keyed.post("/tasks/", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_unauthorized(malformed, "POST /tasks/ with a malformed body")
+    assert (await keyed.get("/tasks/", headers=OPS)).json()["total"] == 0
+    # The probes stay open, with or without their trailing slash.
+    assert (await keyed.get("/health", follow_redirects=True)).status_code == 200
+
+
 async def test_no_key_appears_in_answers_or_logs(keyed: httpx.AsyncClient, request_log: list[str]) -> None:
     answers = [
         await keyed.get("/tasks/", headers={"X-API-Key": "wrong-" + ALICE_KEY}),

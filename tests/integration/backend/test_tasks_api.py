@@ -222,3 +222,26 @@ async def test_idempotency_survives_an_app_restart(settings, client: httpx.Async
             again = await other.post("/tasks/", json={"title": "Durable"}, headers=headers)
     assert again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
+
+
+async def test_reads_do_not_wait_for_a_writer(settings, client: httpx.AsyncClient) -> None:
+    """Reads run on a read-only connection: on SQLite a deferred transaction, which a writer
+    holding the database's write lock does not block (a write transaction would wait up to the
+    10 s busy timeout); on PostgreSQL they see the last committed version."""
+    from sqlalchemy import update
+
+    from backend.db.engine import create_engine
+    from backend.db.models import Task
+
+    task = (await create(client, title="Committed title")).json()
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        async with engine.begin() as writer:  # on SQLite: BEGIN IMMEDIATE, the write lock
+            await writer.execute(update(Task).where(Task.id == uuid.UUID(task["id"])).values(title="uncommitted"))
+            one = await asyncio.wait_for(client.get(f"/tasks/{task['id']}"), 3)
+            page = await asyncio.wait_for(client.get("/tasks/"), 3)
+            await writer.rollback()
+    finally:
+        await engine.dispose()
+    assert one.status_code == 200 and one.json()["title"] == "Committed title"
+    assert [item["title"] for item in page.json()["items"]] == ["Committed title"]

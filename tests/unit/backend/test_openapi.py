@@ -59,3 +59,25 @@ def test_default_validation_schema_is_not_used(openapi: dict) -> None:
         for spec in operation["responses"].values():
             for media in spec.get("content", {}).values():
                 assert "HTTPValidationError" not in str(media.get("schema")), f"{method} {path}"
+
+
+def test_routes_added_to_the_app_must_be_plain_path_operations() -> None:
+    """``add_routes`` registers a router's routes on the app directly; a router that includes
+    another (whose include-time options would be lost) is refused."""
+    from fastapi import APIRouter, FastAPI
+
+    from backend.app.main import add_routes
+
+    inner, outer = APIRouter(), APIRouter(prefix="/outer")
+
+    @inner.get("/inner")
+    async def inner_route() -> dict:
+        return {}
+
+    outer.include_router(inner, prefix="/nested")
+    app = FastAPI()
+    with pytest.raises(TypeError, match="only plain path operations"):
+        add_routes(app, outer)
+    add_routes(app, inner)
+    with TestClient(app) as client:
+        assert client.get("/inner").json() == {}
