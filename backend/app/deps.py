@@ -1,14 +1,14 @@
-"""FastAPI dependencies and their ``Annotated`` aliases (``SessionDep``, ``SettingsDep``)."""
+"""FastAPI dependencies and their ``Annotated`` aliases (``SettingsDep``, the query and header
+parameters the routers share). There is no session dependency: services open a unit of work per
+operation from ``app.state.database`` (``backend.db.engine.Database``), so a read never builds an
+ORM session and a request holds a connection only while it uses one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.access import Principal
 from backend.config import Settings
 
 MAX_PAGE_SIZE = 200
@@ -20,22 +20,7 @@ async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.session_factory() as session:
-        yield session
-
-
-async def open_session(request: Request) -> AsyncIterator[tuple[AsyncSession, Settings, Principal | None]]:
-    """A session with the settings and the caller, as one dependency: services are built from
-    these on every request, and FastAPI's cost is per dependency, so the route-level service
-    dependencies ask for this one instead of three."""
-    async with request.app.state.session_factory() as session:
-        yield session, request.app.state.settings, request.state.principal
-
-
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-OpenSessionDep = Annotated[tuple[AsyncSession, Settings, Principal | None], Depends(open_session)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 200).")]
 OffsetQuery = Annotated[int, Query(ge=0, description="Number of items to skip.")]
 IdempotencyKeyHeader = Annotated[

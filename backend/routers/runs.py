@@ -13,7 +13,6 @@ from backend.app.deps import (
     IfMatchHeader,
     LimitQuery,
     OffsetQuery,
-    OpenSessionDep,
 )
 from backend.routers.answers import created_answer
 from backend.schemas.common import Page
@@ -37,14 +36,15 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
 
 
-async def get_run_service(request: Request, opened: OpenSessionDep) -> RunService:
-    session, settings, principal = opened
+async def get_run_service(request: Request) -> RunService:
+    # The service opens its own unit of work per operation (see TaskService).
+    state = request.app.state
     return RunService(
-        session,
-        request.app.state.run_signals,
-        approval_ttl_seconds=settings.mgx_approval_ttl_seconds,
-        idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-        principal=principal,
+        state.database,
+        state.run_signals,
+        approval_ttl_seconds=state.settings.mgx_approval_ttl_seconds,
+        idempotency_ttl_seconds=state.settings.idempotency_ttl_seconds,
+        principal=request.state.principal,
     )
 
 

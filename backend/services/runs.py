@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.access import Principal, can_see, idempotency_scope, owner_filter, owner_of_new
+from backend.db.engine import Database
 from backend.db.models import Artifact, Run, RunEvent, Task
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.run_events import RunEventRepository
@@ -44,20 +45,21 @@ def run_read(run: Run, artifacts: Sequence[Artifact] = ()) -> RunRead:
 
 
 class RunService:
+    """Each operation is one unit of work of its own: a session, committed (or rolled back)
+    before the operation returns."""
+
     def __init__(
         self,
-        session: AsyncSession,
+        database: Database,
         signals: RunSignals,
         *,
         approval_ttl_seconds: int,
         idempotency_ttl_seconds: int = 86_400,
         principal: Principal | None = None,
     ) -> None:
-        self.session = session
+        self.database = database
         self.principal = principal
         self.signals = signals
-        self.runs = RunRepository(session)
-        self.artifacts = ArtifactRepository(session)
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
 
@@ -66,151 +68,164 @@ class RunService:
     async def list_runs(
         self, *, task_id: uuid.UUID | None, status: str | None, limit: int, offset: int
     ) -> tuple[Sequence[Run], int]:
-        return await self.runs.list(
-            task_id=task_id, status=status, owner=owner_filter(self.principal), limit=limit, offset=offset
-        )
-
-    async def get_run(self, run_id: uuid.UUID, *, for_update: bool = False) -> Run:
-        run = await self.runs.get(run_id, for_update=for_update)
-        if run is None or not can_see(self.principal, run.owner):
-            raise NotFoundError(f"run {run_id} does not exist")
-        return run
+        async with self.database.session() as session:
+            return await RunRepository(session).list(
+                task_id=task_id, status=status, owner=owner_filter(self.principal), limit=limit, offset=offset
+            )
 
     async def get_run_read(self, run_id: uuid.UUID) -> RunRead:
-        run = await self.get_run(run_id)
-        return run_read(run, await self.artifacts.list(run.id))
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id)
+            return run_read(run, await ArtifactRepository(session).list(run.id))
 
     async def list_artifacts(self, run_id: uuid.UUID) -> Sequence[Artifact]:
-        await self.get_run(run_id)
-        return await self.artifacts.list(run_id)
+        async with self.database.session() as session:
+            await self._get_run(session, run_id)
+            return await ArtifactRepository(session).list(run_id)
 
     async def get_artifact(self, run_id: uuid.UUID, name: str) -> Artifact:
-        await self.get_run(run_id)
-        artifact = await self.artifacts.get(run_id, name)
+        async with self.database.session() as session:
+            await self._get_run(session, run_id)
+            artifact = await ArtifactRepository(session).get(run_id, name)
         if artifact is None:
             raise NotFoundError(f"run {run_id} has no artifact named {name!r}")
         return artifact
 
     async def list_events(self, run_id: uuid.UUID, *, after: int, limit: int) -> Sequence[RunEvent]:
-        await self.get_run(run_id)
-        return await RunEventRepository(self.session).list_after(run_id, after, limit)
+        async with self.database.session() as session:
+            await self._get_run(session, run_id)
+            return await RunEventRepository(session).list_after(run_id, after, limit)
 
     # Creating and editing
 
     async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
-        claim = await claim_creation(
-            await self.session.connection(),
-            ttl_seconds=self.idempotency_ttl_seconds,
-            scope=idempotency_scope(CREATE_SCOPE, self.principal),
-            key=idempotency_key,
-            request=data,
-        )
-        if isinstance(claim, CreatedResource):
-            return claim
-        task = await self.session.get(Task, data.task_id, with_for_update=True)
-        if task is None or not can_see(self.principal, task.owner):
-            raise NotFoundError(f"task {data.task_id} does not exist")
-        overrides = data.overrides.stored()
-        concurrent = {**task.config, **overrides}.get("allow_concurrent_runs", False)
-        active = await self.runs.count_active_for_task(task.id, run_states.ACTIVE_STATUSES)
-        if active and not concurrent:
-            raise ConflictError(
-                f"task {task.id} already has an active run; wait for it, cancel it, "
-                "or set config.allow_concurrent_runs",
-                extra={"task_id": str(task.id)},
+        async with self.database.session() as session:
+            claim = await claim_creation(
+                await session.connection(),
+                ttl_seconds=self.idempotency_ttl_seconds,
+                scope=idempotency_scope(CREATE_SCOPE, self.principal),
+                key=idempotency_key,
+                request=data,
             )
-        now = utcnow()
-        run = await self.runs.add(
-            Run(
-                task_id=task.id,
-                number=await self.runs.next_number(task.id),
-                owner=owner_of_new(self.principal),
-                status=run_states.QUEUED,
-                pending_action=PLAN,
-                overrides=overrides,
-                label=data.label,
-                notes=data.notes,
-                created_at=now,
-                queued_at=now,
-                updated_at=now,
+            if isinstance(claim, CreatedResource):
+                return claim
+            runs = RunRepository(session)
+            task = await session.get(Task, data.task_id, with_for_update=True)
+            if task is None or not can_see(self.principal, task.owner):
+                raise NotFoundError(f"task {data.task_id} does not exist")
+            overrides = data.overrides.stored()
+            concurrent = {**task.config, **overrides}.get("allow_concurrent_runs", False)
+            active = await runs.count_active_for_task(task.id, run_states.ACTIVE_STATUSES)
+            if active and not concurrent:
+                raise ConflictError(
+                    f"task {task.id} already has an active run; wait for it, cancel it, "
+                    "or set config.allow_concurrent_runs",
+                    extra={"task_id": str(task.id)},
+                )
+            now = utcnow()
+            run = await runs.add(
+                Run(
+                    task_id=task.id,
+                    number=await runs.next_number(task.id),
+                    owner=owner_of_new(self.principal),
+                    status=run_states.QUEUED,
+                    pending_action=PLAN,
+                    overrides=overrides,
+                    label=data.label,
+                    notes=data.notes,
+                    created_at=now,
+                    queued_at=now,
+                    updated_at=now,
+                )
             )
-        )
-        task.total_runs += 1
-        task.last_run_id = run.id
-        task.last_run_at = now
-        task.last_run_status = task.status = run.status
-        await record_event(self.session, run, "run.created", {"task_id": str(task.id), "number": run.number})
-        await self.signals.announce_queued(self.session)
-        body = run_read(run).model_dump(mode="json")
-        location = run_location(run.id)
-        if claim is not None:
-            await claim.complete(201, body, location)
-        await self.session.commit()
+            task.total_runs += 1
+            task.last_run_id = run.id
+            task.last_run_at = now
+            task.last_run_status = task.status = run.status
+            await record_event(session, run, "run.created", {"task_id": str(task.id), "number": run.number})
+            await self.signals.announce_queued(session)
+            body = run_read(run).model_dump(mode="json")
+            location = run_location(run.id)
+            if claim is not None:
+                await claim.complete(201, body, location)
+            await session.commit()
         self.signals.deliver("queued")
         return CreatedResource(body, location, replayed=False)
 
     async def update_run(self, run_id: uuid.UUID, data: RunUpdate, *, if_match: str | None) -> RunRead:
-        run = await self.get_run(run_id, for_update=True)
-        ensure_if_match(if_match, run.version)
-        changes = data.model_dump(exclude_unset=True)
-        for field, value in changes.items():
-            setattr(run, field, value)
-        if changes:
-            run.version += 1
-            run.updated_at = utcnow()
-        await self.session.commit()
-        return run_read(run, await self.artifacts.list(run.id))
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id, for_update=True)
+            ensure_if_match(if_match, run.version)
+            changes = data.model_dump(exclude_unset=True)
+            for field, value in changes.items():
+                setattr(run, field, value)
+            if changes:
+                run.version += 1
+                run.updated_at = utcnow()
+            await session.commit()
+            return run_read(run, await ArtifactRepository(session).list(run.id))
 
     async def delete_run(self, run_id: uuid.UUID, *, if_match: str | None) -> None:
-        run = await self.get_run(run_id, for_update=True)
-        ensure_if_match(if_match, run.version)
-        if run.status not in run_states.TERMINAL_STATUSES:
-            raise ConflictError(
-                f"run {run_id} is {run.status}; cancel it before deleting it",
-                extra={"current_status": run.status},
-            )
-        await self.runs.delete(run)
-        await self.session.commit()
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id, for_update=True)
+            ensure_if_match(if_match, run.version)
+            if run.status not in run_states.TERMINAL_STATUSES:
+                raise ConflictError(
+                    f"run {run_id} is {run.status}; cancel it before deleting it",
+                    extra={"current_status": run.status},
+                )
+            await RunRepository(session).delete(run)
+            await session.commit()
 
     # Human in the loop
 
     async def approve(self, run_id: uuid.UUID, data: RunApprove) -> RunRead:
-        run = await self.get_run(run_id, for_update=True)
-        self._require(run, run_states.AWAITING_APPROVAL, "approve")
-        run.pending_action = EXECUTE
-        run.approval_comment = data.comment
-        await record_event(self.session, run, "run.approved", {"comment": data.comment})
-        await change_status(self.session, run, run_states.QUEUED)
-        return await self._commit_queued(run)
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id, for_update=True)
+            self._require(run, run_states.AWAITING_APPROVAL, "approve")
+            run.pending_action = EXECUTE
+            run.approval_comment = data.comment
+            await record_event(session, run, "run.approved", {"comment": data.comment})
+            await change_status(session, run, run_states.QUEUED)
+            return await self._commit_queued(session, run)
 
     async def reject(self, run_id: uuid.UUID, data: RunReject) -> RunRead:
-        run = await self.get_run(run_id, for_update=True)
-        self._require(run, run_states.AWAITING_APPROVAL, "reject")
-        await record_event(self.session, run, "run.rejected", {"feedback": data.feedback, "replan": data.replan})
-        if not data.replan:
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id, for_update=True)
+            self._require(run, run_states.AWAITING_APPROVAL, "reject")
+            await record_event(session, run, "run.rejected", {"feedback": data.feedback, "replan": data.replan})
+            if not data.replan:
+                run.feedback = data.feedback
+                run.error_code, run.error_message = "rejected", data.feedback or "the plan was rejected"
+                await change_status(session, run, run_states.REJECTED)
+                await session.commit()
+                return run_read(run, await ArtifactRepository(session).list(run.id))
+            run.pending_action = REPLAN
             run.feedback = data.feedback
-            run.error_code, run.error_message = "rejected", data.feedback or "the plan was rejected"
-            await change_status(self.session, run, run_states.REJECTED)
-            await self.session.commit()
-            return run_read(run, await self.artifacts.list(run.id))
-        run.pending_action = REPLAN
-        run.feedback = data.feedback
-        await change_status(self.session, run, run_states.QUEUED)
-        return await self._commit_queued(run)
+            await change_status(session, run, run_states.QUEUED)
+            return await self._commit_queued(session, run)
 
     async def cancel(self, run_id: uuid.UUID) -> RunRead:
-        run = await self.get_run(run_id, for_update=True)
-        if run.status in run_states.TERMINAL_STATUSES:
-            raise ConflictError(
-                f"run {run_id} is already {run.status}", extra={"current_status": run.status}
-            )
-        run.cancel_requested = True
-        run.error_code, run.error_message = "cancelled", "cancelled by request"
-        await change_status(self.session, run, run_states.CANCELLED, data={"phase": run.phase})
-        await self.signals.announce_cancelled(self.session, run.id)
-        await self.session.commit()
-        self.signals.deliver(f"cancel:{run.id}")
-        return run_read(run, await self.artifacts.list(run.id))
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id, for_update=True)
+            if run.status in run_states.TERMINAL_STATUSES:
+                raise ConflictError(
+                    f"run {run_id} is already {run.status}", extra={"current_status": run.status}
+                )
+            run.cancel_requested = True
+            run.error_code, run.error_message = "cancelled", "cancelled by request"
+            await change_status(session, run, run_states.CANCELLED, data={"phase": run.phase})
+            await self.signals.announce_cancelled(session, run.id)
+            await session.commit()
+            self.signals.deliver(f"cancel:{run.id}")
+            return run_read(run, await ArtifactRepository(session).list(run.id))
+
+    async def _get_run(self, session: AsyncSession, run_id: uuid.UUID, *, for_update: bool = False) -> Run:
+        """The run, as the caller may see it (others' runs do not exist)."""
+        run = await RunRepository(session).get(run_id, for_update=for_update)
+        if run is None or not can_see(self.principal, run.owner):
+            raise NotFoundError(f"run {run_id} does not exist")
+        return run
 
     def _require(self, run: Run, status: str, verb: str) -> None:
         if run.status != status:
@@ -219,8 +234,8 @@ class RunService:
                 extra={"current_status": run.status},
             )
 
-    async def _commit_queued(self, run: Run) -> RunRead:
-        await self.signals.announce_queued(self.session)
-        await self.session.commit()
+    async def _commit_queued(self, session: AsyncSession, run: Run) -> RunRead:
+        await self.signals.announce_queued(session)
+        await session.commit()
         self.signals.deliver("queued")
-        return run_read(run, await self.artifacts.list(run.id))
+        return run_read(run, await ArtifactRepository(session).list(run.id))
