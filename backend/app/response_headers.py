@@ -50,13 +50,14 @@ class ResponseHeadersMiddleware:
 
 
 def _with_headers(headers: list[tuple[bytes, bytes]], state: dict) -> list[tuple[bytes, bytes]]:
-    present = {name.lower() for name, _ in headers}
-    for name, value in SECURITY_HEADERS:
-        if name not in present:
-            headers.append((name, value))
-    if b"cache-control" not in present and any(
-        name.lower() == b"content-type" and value.startswith(_PROBLEM_TYPE) for name, value in headers
-    ):
+    present = set()
+    problem = False
+    for name, value in headers:  # names are lowercase (ASGI; Starlette writes them so)
+        present.add(name)
+        if name == b"content-type" and value.startswith(_PROBLEM_TYPE):
+            problem = True
+    headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    if problem and b"cache-control" not in present:
         headers.append((b"cache-control", b"no-store"))
     decision = state.get(RATE_LIMIT_STATE)
     if decision is not None:
