@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Result, Select, bindparam, func, insert, or_, select
+from sqlalchemy import Column, Integer, Result, Select, bindparam, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.models import Run, Task
@@ -57,20 +57,23 @@ def _as_dicts(result: Result[Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
+def _column_default(column: Column[Any]) -> Callable[[], Any]:
+    """A column's Python-side default as a function of nothing (None where there is none)."""
+    default = column.default
+    if default is None:
+        return lambda: None
+    if default.is_callable:
+        return lambda: default.arg(None)  # type: ignore[attr-defined]
+    return lambda: default.arg  # type: ignore[attr-defined]
+
+
+_DEFAULTS = {column.key: _column_default(column) for column in TASK_COLUMNS}
+
+
 def new_task_row(**values: Any) -> dict[str, Any]:
     """Every column of a new task: ``values``, and the table's Python-side defaults for the rest
     (``uuid4`` id, ``pending`` status, zero counters, version 1; None where there is none)."""
-    row = {}
-    for column in TASK_COLUMNS:
-        if column.key in values:
-            row[column.key] = values[column.key]
-        elif column.default is None:
-            row[column.key] = None
-        elif column.default.is_callable:
-            row[column.key] = column.default.arg(None)  # type: ignore[attr-defined]
-        else:
-            row[column.key] = column.default.arg  # type: ignore[attr-defined]
-    return row
+    return {key: values[key] if key in values else default() for key, default in _DEFAULTS.items()}
 
 
 class TaskRepository:
