@@ -75,7 +75,10 @@ _UNAUTHORIZED_RESPONSE = {
 
 def is_public(app: FastAPI, path: str) -> bool:
     """Whether ``path`` (a request's, or a route template such as ``/health/ready``) needs no key."""
-    public = {"/", "/health", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    public: frozenset[str] | None = getattr(app.state, "public_paths", None)
+    if public is None:  # asked once per app: this runs on every request
+        public = frozenset({"/", "/health", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url})
+        app.state.public_paths = public
     return path in public or path.startswith(PUBLIC_PREFIXES)
 
 

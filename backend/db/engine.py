@@ -7,7 +7,6 @@ fail half-way with "database is locked" when another connection writes at the sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncContextManager
 
@@ -67,7 +66,6 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-@dataclass(frozen=True)
 class Database:
     """Where services open their units of work, one per operation: ``session()`` for changes to
     ORM objects (committed by the service), ``writing()`` for a transaction of Core statements
@@ -75,12 +73,10 @@ class Database:
     (on SQLite a deferred transaction that never waits for writers). The connections cost much
     less than a session, so answers that are plain rows (reads, a creation) skip the ORM."""
 
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    _reader: AsyncEngine = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_reader", self.engine.execution_options(**{READ_ONLY_OPTION: True}))
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self._reader = engine.execution_options(**{READ_ONLY_OPTION: True})
 
     def session(self) -> AsyncSession:
         return self.sessions()

@@ -44,6 +44,11 @@ def run_read(run: Run, artifacts: Sequence[Artifact] = ()) -> RunRead:
     return read
 
 
+async def _read_with_artifacts(session: AsyncSession, run: Run) -> RunRead:
+    """The answer for one run: the run and its artifacts, read in the operation's session."""
+    return run_read(run, await ArtifactRepository(session).list(run.id))
+
+
 class RunService:
     """Each operation is one unit of work of its own: a session, committed (or rolled back)
     before the operation returns."""
@@ -76,7 +81,7 @@ class RunService:
     async def get_run_read(self, run_id: uuid.UUID) -> RunRead:
         async with self.database.session() as session:
             run = await self._get_run(session, run_id)
-            return run_read(run, await ArtifactRepository(session).list(run.id))
+            return await _read_with_artifacts(session, run)
 
     async def list_artifacts(self, run_id: uuid.UUID) -> Sequence[Artifact]:
         async with self.database.session() as session:
@@ -163,7 +168,7 @@ class RunService:
                 run.version += 1
                 run.updated_at = utcnow()
             await session.commit()
-            return run_read(run, await ArtifactRepository(session).list(run.id))
+            return await _read_with_artifacts(session, run)
 
     async def delete_run(self, run_id: uuid.UUID, *, if_match: str | None) -> None:
         async with self.database.session() as session:
@@ -199,7 +204,7 @@ class RunService:
                 run.error_code, run.error_message = "rejected", data.feedback or "the plan was rejected"
                 await change_status(session, run, run_states.REJECTED)
                 await session.commit()
-                return run_read(run, await ArtifactRepository(session).list(run.id))
+                return await _read_with_artifacts(session, run)
             run.pending_action = REPLAN
             run.feedback = data.feedback
             await change_status(session, run, run_states.QUEUED)
@@ -218,7 +223,7 @@ class RunService:
             await self.signals.announce_cancelled(session, run.id)
             await session.commit()
             self.signals.deliver(f"cancel:{run.id}")
-            return run_read(run, await ArtifactRepository(session).list(run.id))
+            return await _read_with_artifacts(session, run)
 
     async def _get_run(self, session: AsyncSession, run_id: uuid.UUID, *, for_update: bool = False) -> Run:
         """The run, as the caller may see it (others' runs do not exist)."""
@@ -238,4 +243,4 @@ class RunService:
         await self.signals.announce_queued(session)
         await session.commit()
         self.signals.deliver("queued")
-        return run_read(run, await ArtifactRepository(session).list(run.id))
+        return await _read_with_artifacts(session, run)

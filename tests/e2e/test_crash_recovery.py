@@ -14,15 +14,15 @@ from mgx_agent.testing.fake_llm import FakeLLMServer
 
 from tests.e2e.conftest import (
     ApiServer,
-    llm_calls,
-    run_row,
-    wait_for_terminal,
     RequestSpans,
     ServerFactory,
     assert_one_holder_at_a_time,
     create_task_and_run,
+    llm_calls,
     run_events,
+    run_row,
     service_env,
+    wait_for_terminal,
     wait_until,
 )
 
