@@ -20,10 +20,10 @@ from mgx_agent.parsing import (
     Plan,
     Review,
     SourceFile,
+    parse_code_files,
     parse_complexity,
     parse_plan,
     parse_review,
-    parse_source_files,
     parse_test_files,
 )
 from mgx_agent.roles import ALEX, BOB, CHARLIE, MIKE, Role
@@ -117,7 +117,7 @@ async def write_code(
 ) -> list[SourceFile]:
     """Alex: the code files; a revision sees the review notes and the failing test output."""
     prompt = prompts.code_prompt(task, plan, previous_files, review, report)
-    return await ctx.ask(ALEX, "WriteCode", prompt, parse_source_files, prompts.CODE_FORMAT)
+    return await ctx.ask(ALEX, "WriteCode", prompt, parse_code_files, prompts.CODE_FORMAT)
 
 
 async def write_tests(

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mgx_agent.file_names import problem_with_code_file_name, problem_with_test_file_name
+
 COMPLEXITIES = ("XS", "S", "M", "L", "XL")
 ASSIGNEES = ("alex", "bob", "charlie")
 APPROVED = "APPROVED"
@@ -243,16 +245,23 @@ def parse_source_files(text: str, *, what: str = "code") -> list[SourceFile]:
     return [SourceFile(path, content) for path, content in files.items()]
 
 
+def parse_code_files(text: str) -> list[SourceFile]:
+    files = parse_source_files(text, what="code")
+    for source in files:
+        if problem := problem_with_code_file_name(source.path):
+            raise OutputFormatError(problem)
+    return files
+
+
 def parse_test_files(text: str, code_paths: set[str]) -> list[SourceFile]:
     files = parse_source_files(text, what="tests")
     for source in files:
-        name = source.path.rsplit("/", 1)[-1]
-        if not (name.startswith("test_") and name.endswith(".py")):
-            raise OutputFormatError(
-                f"test file {source.path!r} must be named test_<something>.py so pytest finds it"
-            )
+        if problem := problem_with_test_file_name(source.path):
+            raise OutputFormatError(problem)
         if source.path in code_paths:
             raise OutputFormatError(f"test file {source.path!r} would overwrite the code file")
+        if source.path.rsplit("/", 1)[-1] == "conftest.py":
+            continue
         if not re.search(r"^\s*(?:async\s+)?def test_\w*\(", source.content, re.MULTILINE):
             raise OutputFormatError(f"test file {source.path!r} defines no test_ functions")
     return files

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mgx_agent.parsing import (
     OutputFormatError,
+    parse_code_files,
     parse_complexity,
     parse_plan,
     parse_review,
@@ -128,3 +131,23 @@ def test_review_verdicts_and_notes() -> None:
         parse_review("VERDICT: APPROVED\nVERDICT: CHANGES_REQUIRED\n- x")
     with pytest.raises(OutputFormatError, match="concrete note"):
         parse_review("VERDICT: CHANGES_REQUIRED")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["conftest.py", "pkg/conftest.py", "sitecustomize.py", "usercustomize.py", "evil.pth",
+     "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini", "plan.json", "review.md",
+     "sandbox-report.json", "test_extra.py", "extra_test.py"],
+)  # fmt: skip
+def test_code_files_may_not_steer_the_test_runner_or_replace_artifacts(name: str) -> None:
+    reply = f"```python\n# file: {name}\nX = 1\n```\n"
+    with pytest.raises(OutputFormatError, match=re.escape(repr(name))):
+        parse_code_files(reply)
+
+
+def test_test_files_are_test_modules_or_conftest_only() -> None:
+    conftest = "```python\n# file: conftest.py\nimport pytest\n```\n"
+    assert parse_test_files(conftest, {"app.py"})[0].path == "conftest.py"
+    for name in ("helpers.py", "plan.json", "pytest.ini", "sitecustomize.py"):
+        with pytest.raises(OutputFormatError, match="test file"):
+            parse_test_files(f"```python\n# file: {name}\ndef test_x():\n    pass\n```\n", set())
