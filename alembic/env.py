@@ -7,6 +7,7 @@ start-up migration, which hands over an open connection in ``config.attributes["
 from __future__ import annotations
 
 import asyncio
+import sys
 from logging.config import fileConfig
 
 from sqlalchemy.engine import Connection
@@ -23,12 +24,21 @@ if config.config_file_name is not None and not config.attributes.get("connection
 
 
 def _url():  # type: ignore[no-untyped-def]
-    from backend.config import _normalise_database_url, load_settings
+    """The database to migrate; an invalid setting ends the command with one line and status 2,
+    like the service's start-up (alembic would print a traceback)."""
+    from backend.config import SettingsError, _normalise_database_url, load_settings
 
     override = context.get_x_argument(as_dictionary=True).get("url")
-    if override:
-        return _normalise_database_url(override)
-    return load_settings().sqlalchemy_url
+    try:
+        if override:
+            return _normalise_database_url(override)
+        return load_settings().sqlalchemy_url
+    except SettingsError as exc:
+        message = str(exc)
+    except ValueError as exc:
+        message = f"invalid -x url: the URL {exc}"
+    print(f"alembic: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _configure_and_run(connection: Connection) -> None:

@@ -7,6 +7,8 @@ Invalid values stop start-up with one line naming the variable (``SettingsError`
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +16,7 @@ from typing import Annotated, Any, Literal
 from mgx_agent.llm.config import LLMConfig
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -132,8 +135,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                import json
-
                 return json.loads(text)
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
@@ -237,8 +238,22 @@ def _describe(error: ValidationError, prefix: str = "") -> str:
     for item in error.errors():
         variable = prefix + ("_".join(str(part) for part in item["loc"][:1]).upper() or "settings")
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{variable}: {message}")
+        inner = ".".join(str(part) for part in item["loc"][1:])  # where inside a JSON value
+        lines.append(f"{variable}: {inner + ': ' if inner else ''}{message}")
     return "; ".join(lines)
+
+
+_SOURCE_FIELD = re.compile(r'field "(?P<field>[^"]+)"')
+
+
+def _describe_source_error(error: SourceError, prefix: str = "") -> str:
+    """A value pydantic-settings could not decode before validation (JSON settings): name the
+    variable, not the internal field, and say what the decoder said."""
+    match = _SOURCE_FIELD.search(str(error))
+    variable = prefix + (match["field"].upper() if match else "settings")
+    cause = error.__cause__
+    reason = f"is not valid JSON ({cause})" if isinstance(cause, json.JSONDecodeError) else str(cause or error)
+    return f"{variable}: {reason}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -247,6 +262,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {_describe(exc)}") from None
+    except SourceError as exc:
+        raise SettingsError(f"invalid configuration: {_describe_source_error(exc)}") from None
 
 
 def load_llm_config(**overrides: Any) -> LLMConfig:
@@ -255,6 +272,8 @@ def load_llm_config(**overrides: Any) -> LLMConfig:
         return LLMConfig(**{"_env_file": ".env", **overrides})
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {_describe(exc, 'MGX_LLM_')}") from None
+    except SourceError as exc:
+        raise SettingsError(f"invalid configuration: {_describe_source_error(exc, 'MGX_LLM_')}") from None
 
 
 @lru_cache(maxsize=1)
