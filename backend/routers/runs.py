@@ -28,6 +28,7 @@ from backend.schemas.runs import (
     RunUpdate,
 )
 from backend.services.etags import etag
+from backend.services.run_archive import ARCHIVE_MEDIA_TYPE
 from backend.services.run_states import ALL_STATUSES
 from backend.services.runs import RunService, run_read
 
@@ -169,6 +170,31 @@ async def get_artifact(run_id: RunId, name: str, service: RunServiceDep) -> Resp
         artifact.content,
         media_type=media_type,
         headers={"ETag": f'"{artifact.sha256}"', "Content-Disposition": f'inline; filename="{name.rsplit("/", 1)[-1]}"'},
+    )
+
+
+@router.get(
+    "/{run_id}/archive",
+    summary="Download all of a run's artifacts as one zip file",
+    description=(
+        "Every artifact (plan, code, tests, review, sandbox report) under one folder named after "
+        "the run. A run still going gives the files produced so far."
+    ),
+    response_class=Response,
+    responses={
+        200: {
+            "description": "A zip file (`Content-Disposition: attachment`).",
+            "content": {ARCHIVE_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(404, 422),
+    },
+)
+async def get_archive(run_id: RunId, service: RunServiceDep) -> Response:
+    archive = await service.archive(run_id)
+    return Response(
+        archive.content,
+        media_type=ARCHIVE_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{archive.filename}"'},
     )
 
 

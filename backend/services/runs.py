@@ -25,6 +25,7 @@ from backend.schemas.runs import ArtifactRead, RunApprove, RunCreate, RunRead, R
 from backend.services import run_states
 from backend.services.etags import ensure_if_match
 from backend.services.idempotency import CreatedResource, claim_creation
+from backend.services.run_archive import RunArchive, zip_artifacts
 from backend.services.run_journal import change_status, record_event
 from backend.services.run_signals import RunSignals
 
@@ -95,6 +96,13 @@ class RunService:
         if artifact is None:
             raise NotFoundError(f"run {run_id} has no artifact named {name!r}")
         return artifact
+
+    async def archive(self, run_id: uuid.UUID) -> RunArchive:
+        """Every artifact of the run as one zip (the files so far, for a run still going)."""
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id)
+            artifacts = await ArtifactRepository(session).list_with_content(run_id)
+            return zip_artifacts(run.id, run.number, artifacts)
 
     async def list_events(self, run_id: uuid.UUID, *, after: int, limit: int) -> Sequence[RunEvent]:
         async with self.database.session() as session:

@@ -56,5 +56,12 @@ class ArtifactRepository:
         )
         return rows.all()
 
+    async def list_with_content(self, run_id: uuid.UUID) -> Sequence[Artifact]:
+        """Every artifact of the run with its content, by name (for the run's archive)."""
+        rows = await self.session.scalars(
+            select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.name)
+        )
+        return rows.all()
+
     async def get(self, run_id: uuid.UUID, name: str) -> Artifact | None:
         return await self.session.scalar(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
