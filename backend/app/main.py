@@ -21,6 +21,7 @@ from backend.app.docs import install_offline_docs
 from backend.app.limits import install_limits
 from backend.app.problems import install_problem_handlers
 from backend.app.response_headers import RATE_LIMIT_HEADERS
+from backend.app import startup
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.db.engine import Database, create_engine, create_session_factory
@@ -29,13 +30,13 @@ from backend.db.types import utcnow
 from backend.observability import metrics
 from backend.observability.http import install_request_observability
 from backend.observability.logs import configure_logging, uvicorn_log_config
+from backend.observability.run_log import RunTransitionLog
 from backend.routers import events, health, runs, tasks
 from backend.routers import metrics as metrics_routes
 from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
 from backend.services.background import BackgroundTaskRunner, RunnerConfig
 from backend.services.events import EventBroadcaster
-from backend.services.health import url_without_credentials
 from backend.services.run_execution import RunExecutor
 from backend.services.run_metrics import RunMetricsRecorder
 from backend.services.run_signals import RunSignals
@@ -53,6 +54,15 @@ DESCRIPTION = (
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_logging(settings.log_level, settings.log_format)
+    logger.info(
+        "starting: database %s; LLM %s; sandbox %s; auth %s",
+        startup.describe_database(settings.sqlalchemy_url),
+        startup.describe_llm(app.state.llm_config),
+        startup.sandbox_backend(settings),
+        startup.describe_auth(app.state.key_ring),
+    )
+    if (hint := startup.working_directory_hint(settings)) is not None:
+        logger.warning(hint)
     metrics.forget_dead_workers()
     engine = create_engine(
         settings.sqlalchemy_url,
@@ -83,7 +93,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         executor = RunExecutor(
             session_factory, provider, approval_ttl_seconds=settings.mgx_approval_ttl_seconds, events=events
         )
-        runner = BackgroundTaskRunner(session_factory, executor, signals, runner_config(settings))
+        runner = BackgroundTaskRunner(
+            session_factory, executor, signals, runner_config(settings), database_watch=app.state.database_watch
+        )
         app.state.engine = engine
         app.state.session_factory = session_factory
         app.state.database = Database(engine, session_factory)
@@ -93,6 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.events = events
         app.state.run_metrics = RunMetricsRecorder(session_factory)
         events.observe_commits(app.state.run_metrics.observe)
+        events.observe_commits(RunTransitionLog().observe)
         app.state.runner = runner
         app.state.shutdown = GracefulShutdown(runner)
         app.state.started_at = utcnow()
@@ -103,11 +116,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.shutdown.install_signal_handlers()
         announce_access(app)
         logger.info(
-            "started: database %s (%s), cache %s, LLM %s",
-            settings.database_dialect,
+            "started: database %s, cache %s, %d runner worker(s)",
             "migrated" if settings.db_auto_migrate else "migrations not applied automatically",
             settings.mgx_cache_backend if settings.mgx_enable_caching else "off",
-            "offline demo model" if provider.provider == "demo" else f"{provider.provider} at {url_without_credentials(app.state.llm_config.base_url)}",
+            settings.runner_workers,
         )
         # What start-up built lives as long as the process: freezing it keeps full collections
         # from rescanning it (with it, each took ~80 ms and set the p99 latency under load).
@@ -237,6 +249,12 @@ def main() -> None:
 
     settings = get_settings()
     workers = None if settings.api_reload else settings.api_workers
+    # Bound before the app starts, so a port in use is said at once, before migrations run.
+    try:
+        listening = startup.bind_listening_socket(settings.api_host, settings.api_port)
+    except SettingsError as exc:
+        print(f"mgx-agent-api: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     # Several workers write their metrics to files that any of them adds up at a scrape.
     metrics_dir = metrics.prepare_multiprocess_dir() if (workers or 1) > 1 else None
     try:
@@ -244,6 +262,7 @@ def main() -> None:
             "backend.app.main:app",
             host=settings.api_host,
             port=settings.api_port,
+            fd=listening.fileno(),
             reload=settings.api_reload,
             workers=workers,
             log_level=settings.log_level.lower(),
@@ -251,6 +270,7 @@ def main() -> None:
             access_log=False,  # one access line per request comes from backend.observability.http
         )
     finally:
+        listening.close()
         metrics.remove_multiprocess_dir(metrics_dir)
 
 
