@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from mgx_agent.config import check_sandbox_mode
 from mgx_agent.llm.config import LLMConfig
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +29,10 @@ DEFAULT_CORS_ORIGINS = [
     "http://127.0.0.1:3000",
     "http://127.0.0.1:8000",
 ]
+
+# Loopback only, in every spelling, on any port.
+DEFAULT_MCP_HOSTS = ["127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]
+DEFAULT_MCP_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 
 # Drivers the service runs on; other spellings of the same databases are normalised to these.
 _DRIVER_ALIASES = {
@@ -65,6 +70,11 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     allow_open_access: bool = False
 
+    # MCP at /mcp: the Host and Origin values it answers (DNS rebinding protection); host "*"
+    # switches the check off behind a proxy that sets Host. CORS_ORIGINS are allowed origins too.
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MCP_HOSTS))
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MCP_ORIGINS))
+
     # Team defaults (tasks may override some per task)
     mgx_max_rounds: int = Field(5, ge=1, le=20)
     mgx_max_revision_rounds: int = Field(2, ge=0, le=5)
@@ -73,9 +83,14 @@ class Settings(BaseSettings):
     mgx_cache_backend: Literal["none", "memory", "redis"] = "memory"
     mgx_cache_max_entries: int = Field(1024, ge=1, le=100_000)
     mgx_cache_ttl_seconds: int = Field(3600, ge=60, le=86_400)
-    mgx_sandbox: Literal["subprocess", "off"] = "subprocess"
+    # Sandbox: auto | bwrap | unsafe-subprocess | off (see README "Sandbox")
+    mgx_sandbox: Literal["auto", "bwrap", "unsafe-subprocess", "off"] = "auto"
     mgx_sandbox_timeout_seconds: float = Field(60, gt=0, le=3600)
     mgx_sandbox_memory_mb: int = Field(512, ge=64, le=65_536)
+    mgx_sandbox_max_processes: int = Field(64, ge=4, le=4096)
+    mgx_sandbox_disk_mb: int = Field(256, ge=8, le=65_536)
+    mgx_sandbox_bwrap: str | None = None
+    mgx_sandbox_uid: int = Field(65534, ge=1, le=2**31 - 2)
 
     # Database: DATABASE_URL wins; else DB_HOST selects PostgreSQL; else embedded SQLite.
     database_url: SecretStr | None = None
@@ -119,6 +134,11 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(300, ge=1, le=1_000_000)
     max_streams_per_client: int = Field(16, ge=0, le=100_000)  # open SSE + WebSocket streams; 0: no cap
 
+    @field_validator("mgx_sandbox", mode="before")
+    @classmethod
+    def _known_sandbox_mode(cls, value: Any) -> Any:
+        return check_sandbox_mode(value)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
@@ -129,7 +149,7 @@ class Settings(BaseSettings):
     def _lower_log_format(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -31,6 +31,7 @@ from backend.observability import metrics
 from backend.observability.http import install_request_observability
 from backend.observability.logs import configure_logging, uvicorn_log_config
 from backend.observability.run_log import RunTransitionLog
+from backend.protocols import install_protocols
 from backend.routers import events, health, runs, tasks
 from backend.routers import metrics as metrics_routes
 from backend.schemas.health import ServiceInfoRead
@@ -196,6 +197,7 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
 
     # Routes are matched in order: the API's own first, then the probes, metrics and the docs.
     add_routes(app, tasks.router, runs.router, events.router, events.ws_router, health.router, metrics_routes.router)
+    install_protocols(app, settings)
     install_offline_docs(app)
     _register_problem_schema(app)
     install_authentication(app, settings)

@@ -1,0 +1,51 @@
+"""What a protocol request may use: the services, built for the caller the admission middleware
+identified (``request.state.principal``), exactly as the REST routes build them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from backend.access import Principal, owner_filter
+from backend.config import Settings
+from backend.services.events import EventBroadcaster
+from backend.services.runs import RunService
+from backend.services.tasks import TaskService
+
+
+@dataclass(frozen=True)
+class CallerServices:
+    principal: Principal | None
+    settings: Settings
+    tasks: TaskService
+    runs: RunService
+    events: EventBroadcaster
+
+    @property
+    def owner(self) -> str | None:
+        """The owner the caller is limited to (None: everything), for event subscriptions."""
+        return owner_filter(self.principal)
+
+
+def services_for(conn: HTTPConnection) -> CallerServices:
+    """The services as the caller of ``conn`` may use them. ``conn`` is a request that passed the
+    admission middleware, routed on the main app (so ``conn.app`` is the service's app)."""
+    state = conn.app.state
+    settings: Settings = state.settings
+    principal: Principal | None = conn.state.principal  # set by the admission middleware, None when open
+    return CallerServices(
+        principal=principal,
+        settings=settings,
+        tasks=TaskService(
+            state.database, idempotency_ttl_seconds=settings.idempotency_ttl_seconds, principal=principal
+        ),
+        runs=RunService(
+            state.database,
+            state.run_signals,
+            approval_ttl_seconds=settings.mgx_approval_ttl_seconds,
+            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            principal=principal,
+        ),
+        events=state.events,
+    )
