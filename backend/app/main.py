@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.middleware.cors import CORSMiddleware
 from mgx_agent.llm import LLMConfig
+from mgx_agent.sandbox import describe_sandbox_line
 
 from backend import __version__
 from backend.app.auth import announce_access, install_authentication
@@ -24,6 +25,7 @@ from backend.app.response_headers import RATE_LIMIT_HEADERS
 from backend.app import startup
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
+from backend.console import CONSOLE_URL, install_console
 from backend.db.engine import Database, create_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
@@ -83,6 +85,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         session_factory = create_session_factory(engine)
         provider = MGXTeamProvider(settings, app.state.llm_config)
+        sandbox = await provider.check_sandbox()
+        sandbox_safe = sandbox["backend"] == "bubblewrap" and sandbox.get("test_runner")
+        logger.log(logging.INFO if sandbox_safe else logging.WARNING, describe_sandbox_line(sandbox))
         signals = RunSignals()
         events = EventBroadcaster(
             session_factory,
@@ -193,12 +198,14 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
             redoc="/redoc",
             openapi="/openapi.json",
             health="/health/",
+            console=f"{CONSOLE_URL}/",
         )
 
     # Routes are matched in order: the API's own first, then the probes, metrics and the docs.
     add_routes(app, tasks.router, runs.router, events.router, events.ws_router, health.router, metrics_routes.router)
     install_protocols(app, settings)
     install_offline_docs(app)
+    install_console(app)
     _register_problem_schema(app)
     install_authentication(app, settings)
     install_request_observability(app)

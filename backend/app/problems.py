@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import socket
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg.exceptions as asyncpg_errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sqlalchemy_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.db.failures import is_database_unavailable, unavailable_cause
 from backend.errors import APIError, UnauthorizedError
+from backend.observability.dependencies import DependencyWatch
 from backend.schemas.problem import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_PREFIX, field_path
 
 logger = logging.getLogger("backend.errors")
@@ -103,24 +108,36 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
-# The database cannot be reached or did not answer in time: an outage, not a bug. Clients get a
-# retryable 503 without the driver's message; the log gets one line, not a traceback per request.
-DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
-    ConnectionError,
-    sqlalchemy_errors.OperationalError,
-    sqlalchemy_errors.InterfaceError,
+# Errors that may mean the database is unavailable; ``is_database_unavailable`` decides. Each is
+# registered by class, so the exception middleware answers it (a handler for ``Exception`` only
+# runs in the outermost middleware, which re-raises and gets the traceback logged again).
+DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy_errors.DBAPIError,
     sqlalchemy_errors.TimeoutError,
+    sqlalchemy_errors.DisconnectionError,
+    asyncpg_errors.PostgresError,
+    asyncpg_errors.InterfaceError,
+    asyncpg_errors.InternalClientError,
+    sqlite3.Error,
+    ConnectionError,
+    socket.gaierror,
 )
 DEPENDENCY_RETRY_AFTER_SECONDS = 5
 
 
-async def _dependency_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    reason = (str(exc).splitlines() or [""])[0][:200]
-    logger.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, reason)
+def database_watch(app: Any) -> DependencyWatch:
+    return app.state.database_watch
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        return await _unexpected_error(request, exc)
+    # One log line per outage (the runner's loops log its end), not one per request.
+    database_watch(request.app).failed(exc, f"serving {request.method} {request.url.path}")
     return problem_response(
         request,
         503,
-        "the database is unavailable; try again shortly",
+        f"the database is unavailable: {unavailable_cause(exc)}; try again shortly",
         slug="service-unavailable",
         headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
     )
@@ -135,6 +152,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.state.database_watch = DependencyWatch("database", logging.getLogger("backend.db"), unavailable_cause)
     for error in DEPENDENCY_ERRORS:
-        app.add_exception_handler(error, _dependency_unavailable)
+        app.add_exception_handler(error, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

@@ -6,6 +6,14 @@ that sets a lease; a heartbeat extends the leases this process holds; a reaper (
 process) re-queues runs whose lease expired, failing them after ``RUNNER_MAX_ATTEMPTS``, and
 expires plans nobody approved in time. Shutdown stops claiming, gives in-flight phases a grace
 period, then returns the rest to the queue.
+
+A lease belongs to one claim, not to the process: every claim writes a fresh holder
+(``<process>/<claim token>``) into ``runs.lease_owner`` and every write of the execution checks
+it. A run re-queued while this process stalled and claimed again by the same process therefore
+has a new holder, and the stalled execution's next write is refused (``LeaseLostError``). A
+lease also lapses by this process's own clock: a run whose lease could not be extended for
+``RUNNER_LEASE_SECONDS`` (database down, process frozen) is stopped here, since by then the
+reaper of any process may hand it to another worker.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.repositories.idempotency import IdempotencyRepository
+from backend.db.failures import is_database_unavailable, unavailable_cause
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
+from backend.observability.dependencies import DependencyWatch
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
 from backend.services.run_execution import LeaseLostError, RunExecutor, RunInterrupted
@@ -56,6 +66,14 @@ class RunnerConfig:
     idempotency_ttl_seconds: int = 86_400
 
 
+@dataclass(frozen=True)
+class RunLease:
+    """One claim of one run: ``holder`` is what the claim wrote into ``runs.lease_owner``."""
+
+    run_id: uuid.UUID
+    holder: str
+
+
 @dataclass
 class JobStatus:
     id: str
@@ -80,20 +98,25 @@ class BackgroundTaskRunner:
         executor: RunExecutor,
         signals: RunSignals,
         config: RunnerConfig,
+        database_watch: DependencyWatch | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.executor = executor
         self.signals = signals
         self.config = config
+        self.database_watch = database_watch or DependencyWatch("database", logger, unavailable_cause)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.started = False
         self.stopping = False
         self._loops: list[asyncio.Task[None]] = []
-        self._active: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._active: dict[RunLease, asyncio.Task[None]] = {}
+        # When each lease lapses by this process's clock unless the heartbeat extends it.
+        self._lease_deadlines: dict[RunLease, float] = {}
         self._slots = asyncio.Semaphore(config.workers)
         self._slot_tasks: set[asyncio.Task[None]] = set()
         self._halt = asyncio.Event()
-        self._cancelled_by_request: set[uuid.UUID] = set()
+        self._cancelled_by_request: set[RunLease] = set()
+        self._lost: set[RunLease] = set()
         self._jobs: OrderedDict[str, JobStatus] = OrderedDict()
         self._job_tasks: dict[str, asyncio.Task[Any]] = {}
         signals.on_cancel(self._cancel_local)
@@ -217,14 +240,15 @@ class BackgroundTaskRunner:
                 free += 1
             # Clear before claiming: a signal that arrives during the claim is not lost.
             self.signals.queued_event.clear()
-            claimed: list[uuid.UUID] = []
+            claimed: list[RunLease] = []
             if not self.stopping:
                 try:
                     claimed = await self._claim(free)
-                except Exception:
-                    logger.exception("claiming runs failed; retrying")
-            for run_id in claimed:
-                task = asyncio.create_task(self._run_in_slot(run_id), name=f"runner-slot-{run_id}")
+                    self.database_watch.succeeded()
+                except Exception as exc:
+                    self._loop_failed(exc, "claiming runs")
+            for lease in claimed:
+                task = asyncio.create_task(self._run_in_slot(lease), name=f"runner-slot-{lease.run_id}")
                 self._slot_tasks.add(task)
                 task.add_done_callback(self._slot_tasks.discard)
             for _ in range(free - len(claimed)):
@@ -233,74 +257,98 @@ class BackgroundTaskRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.signals.queued_event.wait(), self.config.poll_seconds)
 
-    async def _run_in_slot(self, run_id: uuid.UUID) -> None:
+    async def _run_in_slot(self, lease: RunLease) -> None:
         # This task (and the run's own task, started from it) logs with the run's id.
-        bind_run_id(run_id)
+        bind_run_id(lease.run_id)
         try:
             if self.stopping:  # claimed while the runner was stopping: hand it straight back
-                await self._release(run_id)
+                await self._release(lease)
                 return
-            await self._execute(run_id)
+            await self._execute(lease)
         finally:
             self._slots.release()
             # A slot came free: look at the queue again (runs may have queued meanwhile).
             self.signals.queued_event.set()
 
-    async def _claim(self, limit: int) -> list[uuid.UUID]:
-        """Lease up to ``limit`` queued runs to this process, in one transaction."""
+    async def _claim(self, limit: int) -> list[RunLease]:
+        """Lease up to ``limit`` queued runs, one fresh lease holder per run, in one transaction."""
         async with self.session_factory() as session:
             runs = await RunRepository(session).lock_next_queued(limit)
             if not runs:
                 await session.rollback()
                 return []
             now = utcnow()
+            deadline = time.monotonic() + self.config.lease_seconds
+            leases = []
             for run in runs:
+                lease = RunLease(run.id, f"{self.owner}/{uuid.uuid4().hex[:12]}")
                 new_status = run_states.PLANNING if run.pending_action in (PLAN, REPLAN, None) else run_states.RUNNING
-                await change_status(session, run, new_status, data={"attempt": run.attempt, "worker": self.owner})
-                run.lease_owner = self.owner
+                await change_status(session, run, new_status, data={"attempt": run.attempt, "worker": lease.holder})
+                run.lease_owner = lease.holder
                 run.lease_expires_at = now + timedelta(seconds=self.config.lease_seconds)
                 run.started_at = run.started_at or now
+                leases.append(lease)
             await session.commit()
-            return [run.id for run in runs]
+            for lease in leases:
+                # An execution of the same run from an earlier claim lost its lease (the reaper
+                # re-queued it while this process stalled): it must not go on beside this one.
+                for stale in [held for held in self._active if held.run_id == lease.run_id]:
+                    self._stop_lost(stale)
+                self._lease_deadlines[lease] = deadline
+            return leases
 
-    async def _execute(self, run_id: uuid.UUID) -> None:
+    async def _execute(self, lease: RunLease) -> None:
+        run_id = lease.run_id
         task = asyncio.create_task(
-            self.executor.execute(run_id, self.owner, lambda: self.stopping), name=f"run-{run_id}"
+            self.executor.execute(run_id, lease.holder, lambda: self.stopping), name=f"run-{run_id}"
         )
-        self._active[run_id] = task
+        self._active[lease] = task
         started = time.monotonic()
         try:
             await task
         except asyncio.CancelledError:
-            if run_id in self._cancelled_by_request:
+            if lease in self._cancelled_by_request:
                 logger.info("run %s cancelled after %.2fs", run_id, time.monotonic() - started)
+            elif lease in self._lost:
+                logger.warning("run %s: stopped, its lease lapsed (claim %s)", run_id, lease.holder)
             elif not self.stopping:
                 raise
         except LeaseLostError:
-            logger.info("run %s: lease lost; another owner or a cancel took it", run_id)
+            logger.info("run %s: lease lost; another claim or a cancel took it", run_id)
         except RunInterrupted:
             pass
         except Exception:
             logger.exception("run %s crashed", run_id)
-            await self._fail_crashed(run_id)
+            await self._fail_crashed(lease)
         finally:
-            self._active.pop(run_id, None)
-            self._cancelled_by_request.discard(run_id)
+            self._active.pop(lease, None)
+            self._lease_deadlines.pop(lease, None)
+            self._cancelled_by_request.discard(lease)
+            self._lost.discard(lease)
             if self.stopping:
-                await self._release(run_id)
+                await self._release(lease)
 
     def _cancel_local(self, run_id: uuid.UUID) -> None:
-        task = self._active.get(run_id)
-        if task is not None and not task.done():
-            self._cancelled_by_request.add(run_id)
+        """A cancel request for ``run_id`` (from this or another process): stop its execution."""
+        for lease, task in list(self._active.items()):
+            if lease.run_id == run_id and not task.done():
+                self._cancelled_by_request.add(lease)
+                task.cancel()
+
+    def _stop_lost(self, lease: RunLease) -> None:
+        """Stop an execution whose lease is gone or lapsed; its writes would be refused anyway."""
+        task = self._active.get(lease)
+        if task is not None and not task.done() and lease not in self._cancelled_by_request:
+            self._lost.add(lease)
             task.cancel()
 
-    async def _release(self, run_id: uuid.UUID) -> None:
+    async def _release(self, lease: RunLease) -> None:
         """Give a run this process did not finish back to the queue (shutdown)."""
+        run_id = lease.run_id
         with contextlib.suppress(Exception):
             async with self.session_factory() as session:
                 run = await RunRepository(session).get(run_id, for_update=True)
-                if run is None or run.lease_owner != self.owner or run.status in run_states.TERMINAL_STATUSES:
+                if run is None or run.lease_owner != lease.holder or run.status in run_states.TERMINAL_STATUSES:
                     return
                 await change_status(session, run, run_states.QUEUED, data={"reason": "released at shutdown"})
                 run.lease_owner = run.lease_expires_at = None
@@ -309,15 +357,22 @@ class BackgroundTaskRunner:
                 await session.commit()
                 logger.info("run %s released back to the queue", run_id)
 
-    async def _fail_crashed(self, run_id: uuid.UUID) -> None:
+    async def _fail_crashed(self, lease: RunLease) -> None:
         with contextlib.suppress(Exception):
             async with self.session_factory() as session:
-                run = await RunRepository(session).get(run_id, for_update=True)
-                if run is None or run.lease_owner != self.owner or run.status in run_states.TERMINAL_STATUSES:
+                run = await RunRepository(session).get(lease.run_id, for_update=True)
+                if run is None or run.lease_owner != lease.holder or run.status in run_states.TERMINAL_STATUSES:
                     return
                 run.error_code, run.error_message = "internal_error", "the run hit an unexpected error; see the service log"
                 await change_status(session, run, run_states.FAILED)
                 await session.commit()
+
+    def _loop_failed(self, exc: Exception, doing: str) -> None:
+        """A loop's pass failed: an outage is logged once by the watch, a bug with its traceback."""
+        if is_database_unavailable(exc):
+            self.database_watch.failed(exc, doing)
+        else:
+            logger.error("%s failed; retrying", doing, exc_info=exc)
 
     # Leases
 
@@ -329,27 +384,45 @@ class BackgroundTaskRunner:
 
     async def _heartbeat(self) -> None:
         while await self._pause(self.config.heartbeat_seconds):
+            self._stop_lapsed()
             if not self._active:
                 continue
             try:
-                held = list(self._active)
-                async with self.session_factory() as session:
-                    until = utcnow() + timedelta(seconds=self.config.lease_seconds)
-                    kept = await RunRepository(session).extend_leases(self.owner, held, until)
-                    await session.commit()
-                for run_id in set(held) - kept:
-                    # Cancelled (possibly by another process) or reaped: stop working on it.
-                    self._cancel_local(run_id)
-            except Exception:
-                logger.exception("heartbeat failed; leases will be retried on the next beat")
+                await self.extend_held_leases()
+                self.database_watch.succeeded()
+            except Exception as exc:
+                self._loop_failed(exc, "extending leases")
+
+    async def extend_held_leases(self) -> None:
+        """Extend the lease of every run executing here; stop those whose lease is gone."""
+        held = list(self._active)
+        deadline = time.monotonic() + self.config.lease_seconds
+        async with self.session_factory() as session:
+            until = utcnow() + timedelta(seconds=self.config.lease_seconds)
+            kept = await RunRepository(session).extend_leases({lease.run_id: lease.holder for lease in held}, until)
+            await session.commit()
+        for lease in held:
+            if lease.holder in kept:
+                self._lease_deadlines[lease] = deadline
+            else:
+                # Cancelled (possibly by another process) or reaped: stop working on it.
+                self._stop_lost(lease)
+
+    def _stop_lapsed(self) -> None:
+        """Stop executions whose lease this process could not extend in time (its own clock)."""
+        now = time.monotonic()
+        for lease, deadline in list(self._lease_deadlines.items()):
+            if deadline <= now:
+                self._stop_lost(lease)
 
     async def _reaper(self) -> None:
         interval = max(self.config.heartbeat_seconds, min(self.config.lease_seconds / 3, 5))
         while not self._halt.is_set():
             try:
                 await self.reap_once()
-            except Exception:
-                logger.exception("reaper pass failed")
+                self.database_watch.succeeded()
+            except Exception as exc:
+                self._loop_failed(exc, "recovering expired leases")
             await self._pause(interval)
 
     async def reap_once(self) -> int:
@@ -361,6 +434,8 @@ class BackgroundTaskRunner:
             for run in await repository.lock_expired_leases(now, (run_states.PLANNING, run_states.RUNNING)):
                 run.attempt += 1
                 previous_owner = run.lease_owner
+                for lease in [held for held in self._active if held.holder == previous_owner]:
+                    self._stop_lost(lease)
                 run.lease_owner = run.lease_expires_at = None
                 run.phase = None
                 if run.attempt >= self.config.max_attempts:

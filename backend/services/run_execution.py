@@ -1,9 +1,10 @@
 """Executing one claimed run on a worker: plan, wait for approval, or execute the team, with
 every team event persisted and every finished phase checkpointed on the run row.
 
-Every write checks, under the run's row lock, that this worker still holds its lease (status
-changes re-read the row; event batches use one conditional UPDATE), so a worker that lost its
-lease (cancelled, or recovered elsewhere after a stall) can never overwrite the run.
+Every write checks, under the run's row lock, that this execution's claim still holds the lease
+(``runs.lease_owner`` equals the claim's holder; status changes re-read the row, event batches
+use one conditional UPDATE), so an execution that lost its lease (cancelled, or re-queued after
+a stall and claimed again, even by the same process) can never write to the run again.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ LEASED_STATUSES = (run_states.PLANNING, run_states.RUNNING)
 
 
 class LeaseLostError(Exception):
-    """This worker no longer owns the run (cancelled, or taken over after a stall)."""
+    """This claim no longer holds the run's lease (cancelled, or re-claimed after a stall)."""
 
 
 class RunInterrupted(Exception):
@@ -92,10 +93,10 @@ class RunExecutor:
         self.events = events
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
 
-    async def execute(self, run_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]) -> None:
+    async def execute(self, run_id: uuid.UUID, holder: str, should_stop: Callable[[], bool]) -> None:
         bind_run_id(run_id)
         async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, owner)
+            run = await self._owned_run(session, run_id, holder)
             task = await session.get(Task, run.task_id)
             assert task is not None  # runs are deleted with their task
             action, checkpoint, feedback = run.pending_action or PLAN, run.checkpoint, run.feedback
@@ -107,7 +108,7 @@ class RunExecutor:
             text, task_id = task_text(task), task.id
             await session.commit()
 
-        recorder = _EventRecorder(self, run_id, task_id, owner, should_stop)
+        recorder = _EventRecorder(self, run_id, task_id, holder, should_stop)
         team = self.provider.build_team(
             config,
             run_label=str(run_id),
@@ -117,35 +118,35 @@ class RunExecutor:
         try:
             if action == PLAN and team.plan is not None:
                 # Planned before a restart, but not yet handed to a human: don't plan again.
-                action = await self._after_plan(run_id, owner, team)
+                action = await self._after_plan(run_id, holder, team)
             elif action == PLAN:
                 await team.analyze_and_plan(text)
                 await recorder.drain()
-                action = await self._after_plan(run_id, owner, team)
+                action = await self._after_plan(run_id, holder, team)
             elif action == REPLAN:
                 await team.reject_plan(feedback or "")
                 await recorder.drain()
-                action = await self._after_plan(run_id, owner, team)
+                action = await self._after_plan(run_id, holder, team)
             if action == EXECUTE:
                 team.approve_plan()
                 result = await team.execute()
                 await recorder.drain()
-                await self._finish(run_id, owner, team, result)
+                await self._finish(run_id, holder, team, result)
         except (LeaseLostError, RunInterrupted):
             raise
         except MGXError as exc:
             await recorder.drain()
-            await self._fail_owned(run_id, owner, exc.code, exc.message, team)
+            await self._fail_owned(run_id, holder, exc.code, exc.message, team)
         except ValidationError as exc:
             await recorder.drain()
-            await self._fail_owned(run_id, owner, "invalid_state", f"the run's saved state is unusable: {exc}", team)
+            await self._fail_owned(run_id, holder, "invalid_state", f"the run's saved state is unusable: {exc}", team)
         finally:
             recorder.close()
 
-    async def _after_plan(self, run_id: uuid.UUID, owner: str, team: MGXStyleTeam) -> str | None:
+    async def _after_plan(self, run_id: uuid.UUID, holder: str, team: MGXStyleTeam) -> str | None:
         """Wait for a human, or go straight on when the plan is approved automatically."""
         async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, owner)
+            run = await self._owned_run(session, run_id, holder)
             run.checkpoint = team.state
             run.usage = team.llm.usage.to_dict()
             run.timings = team.timings.to_dict()
@@ -168,9 +169,9 @@ class RunExecutor:
             await session.commit()
             return None
 
-    async def _finish(self, run_id: uuid.UUID, owner: str, team: MGXStyleTeam, result: TeamResult) -> None:
+    async def _finish(self, run_id: uuid.UUID, holder: str, team: MGXStyleTeam, result: TeamResult) -> None:
         async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, owner)
+            run = await self._owned_run(session, run_id, holder)
             run.checkpoint = team.state
             run.result = result_summary(result)
             run.usage = result.usage
@@ -185,10 +186,10 @@ class RunExecutor:
             await session.commit()
 
     async def _fail_owned(
-        self, run_id: uuid.UUID, owner: str, code: str, message: str, team: MGXStyleTeam | None
+        self, run_id: uuid.UUID, holder: str, code: str, message: str, team: MGXStyleTeam | None
     ) -> None:
         async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, owner)
+            run = await self._owned_run(session, run_id, holder)
             if team is not None:
                 run.usage = team.llm.usage.to_dict()
                 run.timings = team.timings.to_dict()
@@ -200,19 +201,19 @@ class RunExecutor:
         await change_status(session, run, run_states.FAILED, data={"error": {"code": code, "message": message}})
         await session.commit()
 
-    async def _owned_run(self, session: AsyncSession, run_id: uuid.UUID, owner: str) -> Run:
+    async def _owned_run(self, session: AsyncSession, run_id: uuid.UUID, holder: str) -> Run:
         run = await RunRepository(session).get(run_id, for_update=True)
         if (
             run is None
-            or run.lease_owner != owner
+            or run.lease_owner != holder
             or run.cancel_requested
             or run.status not in LEASED_STATUSES
         ):
             await session.rollback()
-            raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+            raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
         return run
 
-    async def record(self, run_id: uuid.UUID, owner: str, events: Sequence[TeamEvent]) -> None:
+    async def record(self, run_id: uuid.UUID, holder: str, events: Sequence[TeamEvent]) -> None:
         """Persist team events, and what they change on the run, in one transaction.
 
         One conditional UPDATE both checks the lease and reserves the events' ``seq`` numbers,
@@ -239,11 +240,11 @@ class RunExecutor:
             now = utcnow()
             # The run row first (as every writer of a run locks it), then its artifacts.
             reserved = await RunRepository(session).update_leased(
-                run_id, owner, LEASED_STATUSES, values, reserve_events=len(events), now=now
+                run_id, holder, LEASED_STATUSES, values, reserve_events=len(events), now=now
             )
             if reserved is None:
                 await session.rollback()
-                raise LeaseLostError(f"run {run_id} is no longer leased to {owner}")
+                raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
             first_seq, task_id = reserved
             artifact_data = {}
             for artifact in artifacts:
@@ -290,12 +291,12 @@ class _EventRecorder:
     """
 
     def __init__(
-        self, executor: RunExecutor, run_id: uuid.UUID, task_id: uuid.UUID, owner: str, should_stop: Callable[[], bool]
+        self, executor: RunExecutor, run_id: uuid.UUID, task_id: uuid.UUID, holder: str, should_stop: Callable[[], bool]
     ) -> None:
         self.executor = executor
         self.run_id = run_id
         self.task_id = task_id
-        self.owner = owner
+        self.holder = holder
         self.should_stop = should_stop
         self._pending: list[TeamEvent] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -332,7 +333,7 @@ class _EventRecorder:
         while self._pending and self._failure is None:
             batch, self._pending = self._pending, []
             try:
-                await self.executor.record(self.run_id, self.owner, batch)
+                await self.executor.record(self.run_id, self.holder, batch)
             except Exception as exc:
                 self._failure = exc
                 self._pending.clear()

@@ -83,25 +83,26 @@ class RunRepository:
     async def update_leased(
         self,
         run_id: uuid.UUID,
-        owner: str,
+        holder: str,
         statuses: Collection[str],
         values: dict[str, Any],
         *,
         reserve_events: int,
         now: datetime,
     ) -> tuple[int, uuid.UUID] | None:
-        """Apply ``values`` to a run that ``owner`` still leases and reserve ``reserve_events``
-        event numbers, in one statement (the row lock serialises event writers of the run).
+        """Apply ``values`` to a run whose lease ``holder`` (one claim) still holds and reserve
+        ``reserve_events`` event numbers, in one statement (the row lock serialises event
+        writers of the run).
 
         Returns ``(first reserved seq, task id)``, or None when the lease is gone: the run was
-        cancelled, reaped, finished, or is leased by someone else.
+        cancelled, reaped, finished, or claimed again (by anyone, this process included).
         """
         row = (
             await self.session.execute(
                 update(Run)
                 .where(
                     Run.id == run_id,
-                    Run.lease_owner == owner,
+                    Run.lease_owner == holder,
                     Run.cancel_requested.is_(False),
                     Run.status.in_(list(statuses)),
                 )
@@ -117,15 +118,20 @@ class RunRepository:
         ).first()
         return None if row is None else (int(row[0]), row[1])
 
-    async def extend_leases(self, owner: str, run_ids: Collection[uuid.UUID], until: datetime) -> set[uuid.UUID]:
-        """Extend the leases ``owner`` still holds; returns the runs whose lease it still holds."""
-        if not run_ids:
+    async def extend_leases(self, holders: dict[uuid.UUID, str], until: datetime) -> set[str]:
+        """Extend the leases of ``{run id: lease holder}`` that are still held by that holder;
+        returns the holders whose lease was extended (a re-claimed run has a new holder)."""
+        if not holders:
             return set()
         result = await self.session.execute(
             update(Run)
-            .where(Run.id.in_(list(run_ids)), Run.lease_owner == owner, Run.cancel_requested.is_(False))
+            .where(
+                Run.id.in_(list(holders)),
+                Run.lease_owner.in_(list(holders.values())),
+                Run.cancel_requested.is_(False),
+            )
             .values(lease_expires_at=until)
-            .returning(Run.id)
+            .returning(Run.lease_owner)
             .execution_options(synchronize_session=False)
         )
         return set(result.scalars().all())
