@@ -3,6 +3,11 @@
 Every parser either returns a well-formed value or raises ``OutputFormatError`` with a sentence
 that tells the model exactly what was wrong; the actions turn that sentence into one corrective
 re-ask. Nothing here substitutes a default for output that is missing.
+
+The prompts ask for one strict format; the parsers accept the common ways real models deviate
+from it (CRLF line endings, a path as a heading, a caption or a bare first-line comment,
+examples in unnamed blocks next to the named files) as long as what is meant is unambiguous.
+Reasoning (``<think>`` blocks) is taken out before a reply gets here (``llm/reasoning.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 class OutputFormatError(ValueError):
     """A model reply did not follow the format its action asked for."""
+
+
+def normalise_line_endings(text: str) -> str:
+    """LF line endings and no byte-order mark: CRLF replies parse like any other."""
+    return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 # Plan
@@ -83,6 +93,7 @@ def _json_object_candidates(text: str) -> list[str]:
 
 def parse_plan(text: str) -> Plan:
     """Parse a plan from a JSON object (bare or in a ```json block)."""
+    text = normalise_line_endings(text)
     decoder = json.JSONDecoder()
     data: Any = None
     json_error = ""
@@ -117,6 +128,7 @@ _COMPLEXITY_LINE = re.compile(
 
 def parse_complexity(text: str) -> str:
     """Find the ``COMPLEXITY: <XS|S|M|L|XL>`` line."""
+    text = normalise_line_endings(text)
     found = {match.group(1).upper() for match in _COMPLEXITY_LINE.finditer(text)}
     if not found:
         raise OutputFormatError("the reply has no line 'COMPLEXITY: <XS|S|M|L|XL>'")
@@ -165,15 +177,22 @@ def sanitize_path(raw: str) -> str:
 
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$", re.MULTILINE)
+_PATH_TOKEN = r"[\w./\\-]+\.[A-Za-z0-9]+"
 _INFO_PATH = re.compile(
-    r"(?:title|file|filename|path)\s*=\s*[\"']?(?P<path>[^\s\"']+)|^[\w+-]*:(?P<colon>\S+)",
+    r"(?:title|file|filename|path)\s*=\s*[\"']?(?P<path>[^\s\"']+)|^[\w+-]*:(?P<colon>\S+)"
+    rf"|^(?:[\w+-]+\s+)?(?P<bare>{_PATH_TOKEN})$",
     re.IGNORECASE,
 )
+# '# file: app.py', and a bare '# app.py' (a comment holding nothing but a file name).
 _FIRST_LINE_PATH = re.compile(
-    r"^\s*(?:#|//|--)\s*(?:file|filename|path)\s*:\s*(?P<path>\S+)\s*$", re.IGNORECASE
+    rf"^\s*(?:#|//|--)\s*(?:(?:file|filename|path)\s*:\s*(?P<path>\S+)|(?P<bare>{_PATH_TOKEN}))\s*$",
+    re.IGNORECASE,
 )
+# A line above the block that holds only its path: '### app.py', '**`app.py`**', 'app.py:',
+# 'Filename: app.py', '**File:** `app.py`', '1. `app.py`'.
 _HEADING_PATH = re.compile(
-    r"^[\s#>*_`-]*(?:file(?:name)?\s*:\s*)?[*_`]*(?P<path>[\w./\\-]+\.[A-Za-z0-9]+)[*_`:]*\s*$",
+    r"^[\s#>*_`-]*(?:\d+[.)]\s*)?(?:(?:file(?:name)?|path)[\s*_`]*:[\s*_`]*)?"
+    rf"(?P<path>{_PATH_TOKEN})[\s*_`:]*$",
     re.IGNORECASE,
 )
 
@@ -207,11 +226,12 @@ def _block_path(block: _Block) -> tuple[str | None, str]:
     """Return (path, body) with a first-line path comment removed from the body."""
     info_match = _INFO_PATH.search(block.info)
     if info_match:
-        return info_match.group("path") or info_match.group("colon"), block.body
+        path = info_match.group("path") or info_match.group("colon") or info_match.group("bare")
+        return path, block.body
     first, _, rest = block.body.partition("\n")
     first_match = _FIRST_LINE_PATH.match(first)
     if first_match:
-        return first_match.group("path"), rest
+        return first_match.group("path") or first_match.group("bare"), rest
     heading_match = _HEADING_PATH.match(block.preceding_line)
     if heading_match:
         return heading_match.group("path"), block.body
@@ -221,19 +241,22 @@ def _block_path(block: _Block) -> tuple[str | None, str]:
 def parse_source_files(text: str, *, what: str = "code") -> list[SourceFile]:
     """Extract named files from fenced blocks.
 
-    A block's path comes from its info string (```python title=app.py or ```python:app.py), a
-    first line ``# file: app.py``, or a heading line right above it (``### app.py``).
+    A block's path comes from its info string (```python title=app.py, ```python:app.py or
+    ```python app.py), a first line ``# file: app.py`` (or just ``# app.py``), or a heading or
+    caption line right above it (``### app.py``, ``Filename: app.py``). Blocks without a path
+    (an example, a shell command) are ignored when at least one block names its file.
     """
-    blocks = _fenced_blocks(text)
+    blocks = _fenced_blocks(normalise_line_endings(text))
     if not blocks:
         raise OutputFormatError(f"the reply contains no fenced code block with the {what}")
+    named = [(number, *_block_path(block)) for number, block in enumerate(blocks, start=1)]
+    if all(raw_path is None for _, raw_path, _ in named):
+        which = "the code block has no" if len(blocks) == 1 else f"none of the {len(blocks)} code blocks has a"
+        raise OutputFormatError(f"{which} file path; start each block with a line '# file: <path>'")
     files: dict[str, str] = {}
-    for number, block in enumerate(blocks, start=1):
-        raw_path, body = _block_path(block)
+    for _number, raw_path, body in named:
         if raw_path is None:
-            raise OutputFormatError(
-                f"code block {number} has no file path; start it with a line '# file: <path>'"
-            )
+            continue
         path = sanitize_path(raw_path)
         if path in files:
             raise OutputFormatError(f"file {path!r} appears in more than one code block")
@@ -270,11 +293,16 @@ def parse_test_files(text: str, code_paths: set[str]) -> list[SourceFile]:
 # Review
 
 
+CHANGE_TARGETS = ("code", "tests", "both")
+
+
 @dataclass(frozen=True)
 class Review:
     verdict: str  # APPROVED | CHANGES_REQUIRED
     notes: tuple[str, ...]
     text: str
+    # What must change for CHANGES_REQUIRED: Alex's code, Bob's tests, or both.
+    changes_in: str = "code"
 
     @property
     def approved(self) -> bool:
@@ -282,28 +310,41 @@ class Review:
 
     def to_markdown(self) -> str:
         lines = [f"# Review\n\nVerdict: {self.verdict}\n"]
+        if not self.approved:
+            lines.append(f"Changes in: {self.changes_in}\n")
         if self.notes:
             lines.append("Notes:\n")
             lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "notes": list(self.notes), "text": self.text}
+        return {
+            "verdict": self.verdict,
+            "changes_in": self.changes_in,
+            "notes": list(self.notes),
+            "text": self.text,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Review:
-        return cls(data["verdict"], tuple(data["notes"]), data["text"])
+        return cls(data["verdict"], tuple(data["notes"]), data["text"], data.get("changes_in", "code"))
 
 
 _VERDICT_LINE = re.compile(
     r"^[\s>*#_-]*verdict[\s*_]*[:=][\s*_`]*(APPROVED|CHANGES[ _-]REQUIRED)\b",
     re.IGNORECASE | re.MULTILINE,
 )
+_TARGET_LINE = re.compile(
+    r"^[\s>*#_-]*(?:fix|changes?[ _-]in|change|target)[\s*_]*[:=][\s*_`]*(code|tests?|both)[\s*_`.]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 _NOTE_LINE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(?P<note>\S.*)$")
 
 
 def parse_review(text: str) -> Review:
-    """Parse ``VERDICT: APPROVED|CHANGES_REQUIRED`` followed by bullet-point notes."""
+    """Parse ``VERDICT: APPROVED|CHANGES_REQUIRED``, an optional ``FIX: code|tests|both`` line
+    (code when absent) and bullet-point notes."""
+    text = normalise_line_endings(text)
     verdicts = {
         re.sub(r"[ -]", "_", match.group(1).upper()) for match in _VERDICT_LINE.finditer(text)
     }
@@ -314,13 +355,26 @@ def parse_review(text: str) -> Review:
     if len(verdicts) > 1:
         raise OutputFormatError("the reply gives both verdicts; give exactly one")
     verdict = verdicts.pop()
+    targets = {_target(match.group(1)) for match in _TARGET_LINE.finditer(text)}
+    if len(targets) > 1:
+        raise OutputFormatError(
+            f"the reply names several targets ({', '.join(sorted(targets))}); "
+            "give one line 'FIX: code', 'FIX: tests' or 'FIX: both'"
+        )
     notes = tuple(
         match.group("note").strip()
         for line in text.splitlines()
-        if (match := _NOTE_LINE.match(line)) and not _VERDICT_LINE.match(line)
+        if (match := _NOTE_LINE.match(line))
+        and not _VERDICT_LINE.match(line)
+        and not _TARGET_LINE.match(line)
     )
     if verdict == CHANGES_REQUIRED and not notes:
         raise OutputFormatError(
             "CHANGES_REQUIRED needs at least one concrete note as a '- ' bullet line"
         )
-    return Review(verdict, notes, text.strip())
+    return Review(verdict, notes, text.strip(), targets.pop() if targets else "code")
+
+
+def _target(word: str) -> str:
+    word = word.lower()
+    return "tests" if word.startswith("test") else word
