@@ -3,6 +3,8 @@
 Each action builds its prompt (``prompts.py``), calls the run's ``LLMSession`` as its role, and
 parses the reply strictly (``parsing.py``). A reply that does not parse gets exactly one
 corrective re-ask that quotes the problem; a second failure raises ``MalformedOutputError``.
+A reply cut off at the token limit is asked for once more, shorter; a second cut-off raises
+``LLMTruncatedError``. Only a first answer that parsed is offered to the cache.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from mgx_agent import prompts
-from mgx_agent.errors import MalformedOutputError
-from mgx_agent.events import AgentDelta, AgentMessage, TeamEvent, UsageUpdated
-from mgx_agent.llm.base import ChatMessage
+from mgx_agent.errors import LLMTruncatedError, MalformedOutputError
+from mgx_agent.events import AgentDelta, AgentMessage, RunLog, TeamEvent, UsageUpdated
+from mgx_agent.llm.base import ChatMessage, LLMResponse
 from mgx_agent.parsing import (
     OutputFormatError,
     Plan,
@@ -56,36 +58,90 @@ class ActionContext:
             {"role": "system", "content": role.system_prompt},
             {"role": "user", "content": prompt},
         ]
-        reply = await self._chat(role, action, messages)
+        response, messages, shortened = await self._reply(role, action, messages)
         try:
-            return parse(reply)
+            value = parse(_answer(response))
         except OutputFormatError as first:
+            await self.session.discard(response)
+            await self._log(role, f"{action} reply refused ({first}); asking once more")
             correction = prompts.correction_prompt(str(first), format_instructions)
-            messages += [
-                {"role": "assistant", "content": reply},
+            messages = [
+                *messages,
+                {"role": "assistant", "content": response.content},
                 {"role": "user", "content": correction},
             ]
-        reply = await self._chat(role, action, messages)
+        else:
+            if not shortened:
+                await self.session.accept(response)
+            return value
+        response = await self._chat(role, action, messages)
         try:
-            return parse(reply)
+            return parse(_answer(response))
         except OutputFormatError as second:
             raise MalformedOutputError(
                 role.name, f"{action} output unusable after one corrective re-ask: {second}"
             ) from None
 
-    async def _chat(self, role: Role, action: str, messages: list[ChatMessage]) -> str:
+    async def _reply(
+        self, role: Role, action: str, messages: list[ChatMessage]
+    ) -> tuple[LLMResponse, list[ChatMessage], bool]:
+        """The first reply, asking once for a shorter one if it was cut off at the token limit;
+        returns it with the messages it answers and whether it had to be shortened."""
+        try:
+            return await self._chat(role, action, messages), messages, False
+        except LLMTruncatedError as cut:
+            await self._log(role, f"{cut.message}; asking once for a shorter answer")
+        shorter = [
+            *messages[:-1],
+            {"role": "user", "content": f"{messages[-1]['content']}\n{prompts.SHORTER_ANSWER}"},
+        ]
+        try:
+            return await self._chat(role, action, shorter), shorter, True
+        except LLMTruncatedError as again:
+            raise LLMTruncatedError(
+                f"{again.message} (also after asking for a shorter answer)"
+            ) from None
+
+    async def _chat(self, role: Role, action: str, messages: list[ChatMessage]) -> LLMResponse:
         on_delta = None
         if self.stream_deltas:
 
             async def on_delta(text: str) -> None:
                 await self.emit(AgentDelta(role=role.name, text=text))
 
-        response = await self.session.chat(role.name, action, messages, on_delta=on_delta)
+        try:
+            response = await self.session.chat(role.name, action, messages, on_delta=on_delta)
+        except LLMTruncatedError:
+            # The cut-off reply's tokens were counted and paid for.
+            await self.emit(UsageUpdated(usage=self.session.usage.to_dict()))
+            raise
+        for warning in response.warnings:
+            await self._log(role, f"{action}: {warning}")
         await self.emit(
-            AgentMessage(role=role.name, action=action, content=response.content, llm=response.call)
+            AgentMessage(
+                role=role.name,
+                action=action,
+                content=response.content,
+                llm=response.call,
+                reasoning=response.reasoning or None,
+            )
         )
         await self.emit(UsageUpdated(usage=self.session.usage.to_dict()))
+        return response
+
+    async def _log(self, role: Role, message: str) -> None:
+        await self.emit(RunLog(level="warning", message=message, role=role.name))
+
+
+def _answer(response: LLMResponse) -> str:
+    if response.content.strip():
         return response.content
+    if response.reasoning:
+        raise OutputFormatError(
+            "the reply holds only reasoning (a <think> block or reasoning field) and no answer "
+            "after it; give the answer itself"
+        )
+    raise OutputFormatError("the reply is empty")
 
 
 async def analyze_task(ctx: ActionContext, task: str) -> str:
@@ -128,10 +184,12 @@ async def write_tests(
     test_count: int,
     previous_tests: list[SourceFile] | None = None,
     review: Review | None = None,
+    report: dict | None = None,
 ) -> list[SourceFile]:
-    """Bob: pytest files for Alex's code."""
+    """Bob: pytest files for Alex's code; a revision sees the review and the test output."""
     code_paths = {source.path for source in files}
-    prompt = prompts.tests_prompt(task, plan, files, test_count, previous_tests, review)
+    prompt = prompts.tests_prompt(task, plan, files, test_count, previous_tests, review, report)
+
     def parse(text: str) -> list[SourceFile]:
         return parse_test_files(text, code_paths)
 

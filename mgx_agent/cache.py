@@ -2,7 +2,9 @@
 
 A cache entry is keyed by the sha256 of the canonical JSON of (model, messages, params), so
 an identical call asked again - by the same run or by a later run of the same task - is
-answered without a provider round trip. The cache is an optimisation only: every backend
+answered without a provider round trip. Only replies their action accepted are stored (the
+session's ``accept``): a reply that failed its format check, was cut off or came from a
+corrective re-ask is never replayed, so a new run of a failed task reaches the model again. The cache is an optimisation only: every backend
 turns its own failures into misses, so a cache can never fail a run.
 """
 
@@ -61,6 +63,8 @@ class ResponseCache(Protocol):
 
     async def set(self, key: str, value: CachedCompletion) -> None: ...
 
+    async def delete(self, key: str) -> None: ...
+
     def stats(self) -> dict[str, int]: ...
 
     async def aclose(self) -> None: ...
@@ -89,6 +93,9 @@ class NoCache:
         return None
 
     async def set(self, key: str, value: CachedCompletion) -> None:
+        return None
+
+    async def delete(self, key: str) -> None:
         return None
 
     def stats(self) -> dict[str, int]:
@@ -144,6 +151,10 @@ class MemoryResponseCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
+
+    async def delete(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -221,6 +232,16 @@ class RedisResponseCache:
         try:
             await self._redis.set(REDIS_KEY_PREFIX + key, value.to_json(), px=self._ttl_ms)
         except Exception as exc:  # a failed write only loses a future hit
+            self._note_outage(exc)
+            return
+        self._note_recovery()
+
+    async def delete(self, key: str) -> None:
+        if self._in_cooldown():
+            return
+        try:
+            await self._redis.delete(REDIS_KEY_PREFIX + key)
+        except Exception as exc:  # an entry left behind is refused again by its action
             self._note_outage(exc)
             return
         self._note_recovery()

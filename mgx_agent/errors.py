@@ -53,6 +53,32 @@ class LLMBadResponseError(LLMError):
     code = "llm_bad_response"
 
 
+class LLMTruncatedError(LLMError):
+    """The reply was cut off at the output token limit (finish_reason "length"), also after
+    the model was asked once for a shorter answer."""
+
+    code = "llm_truncated"
+
+
+class LLMReplyTooLargeError(LLMError):
+    """The reply was larger than ``MGX_LLM_MAX_REPLY_BYTES``; it was not read to the end."""
+
+    code = "llm_reply_too_large"
+
+
+class LLMStreamInterruptedError(LLMError):
+    """Every attempt's stream ended before the reply was complete (no finish_reason and no
+    ``[DONE]``): the connection or a proxy dropped it."""
+
+    code = "llm_stream_interrupted"
+
+
+class LLMRefusedError(LLMError):
+    """The model refused to answer (a ``refusal`` or finish_reason "content_filter")."""
+
+    code = "llm_refused"
+
+
 class BudgetExceededError(MGXError):
     """The run's ``budget_usd`` would be exceeded by the next call."""
 

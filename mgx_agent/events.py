@@ -49,13 +49,28 @@ class PlanReady(TeamEvent):
 
 @dataclass(frozen=True)
 class AgentMessage(TeamEvent):
-    """What a role said; ``llm`` is the model call that produced it (None for a human's words)."""
+    """What a role said; ``llm`` is the model call that produced it (None for a human's words).
+
+    ``content`` is the answer the team parsed; ``reasoning`` is the model's thinking, kept for
+    whoever reads the log and never put into a later prompt.
+    """
 
     type: ClassVar[str] = "agent.message"
     role: str
     action: str
     content: str
     llm: LLMCall | None = None
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True)
+class RunLog(TeamEvent):
+    """A line for the run's log: something the team repaired or retried on the way."""
+
+    type: ClassVar[str] = "run.log"
+    level: str  # "info" | "warning"
+    message: str
+    role: str | None = None
 
 
 @dataclass(frozen=True)

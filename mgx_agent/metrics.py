@@ -35,6 +35,8 @@ class RoleUsage:
     cache_misses: int = 0
     # False once any call used a model missing from the price table: cost_usd is then a floor.
     cost_known: bool = True
+    # Calls whose token counts were estimated (the provider sent no usage).
+    estimated_calls: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -48,6 +50,7 @@ class RoleUsage:
         self.cache_hits += other.cache_hits
         self.cache_misses += other.cache_misses
         self.cost_known = self.cost_known and other.cost_known
+        self.estimated_calls += other.estimated_calls
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,8 @@ class RoleUsage:
             "total_tokens": self.total_tokens,
             "cost_usd": round(self.cost_usd, COST_DECIMALS),
             "cost_known": self.cost_known,
+            "estimated": self.estimated_calls > 0,
+            "estimated_calls": self.estimated_calls,
             "llm_calls": self.llm_calls,
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
@@ -71,6 +76,7 @@ class RoleUsage:
             cache_hits=int(data.get("cache_hits", 0)),
             cache_misses=int(data.get("cache_misses", 0)),
             cost_known=bool(data.get("cost_known", True)),
+            estimated_calls=int(data.get("estimated_calls", 0)),
         )
 
 
@@ -86,6 +92,8 @@ class LLMCall:
     cost_usd: float = 0.0
     cost_known: bool = True
     cache: str | None = None
+    # True when the provider sent no usage and the token counts are estimates.
+    estimated: bool = False
 
 
 @dataclass
@@ -114,6 +122,8 @@ class RunUsage:
         usage.cost_usd += cost_usd
         usage.llm_calls += 1
         usage.cost_known = usage.cost_known and cost_known
+        if tokens.estimated:
+            usage.estimated_calls += 1
 
     def record_cache_hit(self, role: str) -> None:
         self.role(role).cache_hits += 1

@@ -42,13 +42,33 @@ TEST_FORMAT = (
 )
 
 REVIEW_FORMAT = (
-    "Reply with one line 'VERDICT: APPROVED' or 'VERDICT: CHANGES_REQUIRED', then your notes "
+    "Reply with one line 'VERDICT: APPROVED' or 'VERDICT: CHANGES_REQUIRED'. With "
+    "CHANGES_REQUIRED add one line 'FIX: code', 'FIX: tests' or 'FIX: both' saying what must "
+    "change (tests, when a test checks something the task does not ask for), then your notes "
     "as '- ' bullet lines. CHANGES_REQUIRED needs at least one concrete, actionable note."
 )
 
+SHORTER_ANSWER = (
+    "## Length\nYour previous answer was cut off at the output token limit. Answer again, "
+    "complete but shorter: no explanations, no reasoning written out, only what the format "
+    "asks for."
+)
+
 # Timings and temp paths in test output differ between identical runs; the prompt leaves
-# them out so a repeated task hits the response cache.
+# them out so a repeated task hits the response cache. The host's pytest header and plugin
+# warnings say nothing about the generated code and would only mislead the model.
 _VOLATILE_TIMING = re.compile(r"\s+in\s+\d+(?:\.\d+)?s\b")
+_HOST_HEADER_LINE = re.compile(
+    r"^(?:platform |rootdir:|configfile:|cachedir:|plugins:).*$\n?", re.MULTILINE
+)
+_WARNINGS_SECTION = re.compile(
+    r"^=+ warnings summary =+$.*?(?=^=+ |\Z)", re.MULTILINE | re.DOTALL
+)
+_WARNINGS_DOCS_LINE = re.compile(
+    r"^-- Docs: https://docs\.pytest\.org/\S*warnings\S*\n?", re.MULTILINE
+)
+_ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[\w.+@-]+/)+(?=[\w.+-]+)")
+_SUMMARY_WARNINGS = re.compile(r",? \d+ warnings?\b")
 
 
 def task_section(task: str) -> str:
@@ -64,16 +84,29 @@ def files_section(title: str, files: list[SourceFile]) -> str:
     return f"## {title}\n" + "\n\n".join(blocks) + "\n"
 
 
+def scrub_test_output(text: str) -> str:
+    """Test output as the model should see it: no host paths, host plugins or timings."""
+    text = _WARNINGS_SECTION.sub("", text)
+    text = _WARNINGS_DOCS_LINE.sub("", text)
+    text = _HOST_HEADER_LINE.sub("", text)
+    text = _ABSOLUTE_DIRS.sub("", text)
+    text = _SUMMARY_WARNINGS.sub("", text)
+    return _VOLATILE_TIMING.sub("", text).strip()
+
+
 def sandbox_section(report: dict | None) -> str:
     if report is None:
         return "## Test run\n(not run)\n"
     if report.get("status") == "skipped":
         return "## Test run\nstatus=skipped (the sandbox is switched off; tests were not run)\n"
+    if report.get("status") == "unavailable":
+        reason = report.get("reason") or "no isolation is available"
+        return f"## Test run\nstatus=unavailable (tests were not run: {reason})\n"
     summary = (
         f"status={report['status']} passed={report['passed']} failed={report['failed']} "
         f"errors={report['errors']} skipped={report['skipped']} timed_out={report['timed_out']}"
     )
-    tail = _VOLATILE_TIMING.sub("", report.get("output_tail", "")).strip()
+    tail = scrub_test_output(report.get("output_tail", ""))
     return f"## Test run\n{summary}\n\n## Test output\n```text\n{tail[-3000:]}\n```\n"
 
 
@@ -121,8 +154,11 @@ def code_prompt(
             notes = "\n".join(f"- {note}" for note in review.notes) or "- (no notes)"
             parts.append(f"## Review notes\n{notes}\n")
         parts.append(
-            "## Instructions\nRevise the code so every review note is addressed and the failing "
-            f"tests pass. Return the complete files, not a diff.\n{CODE_FORMAT}\n"
+            "## Instructions\nRevise the code so it is correct against the task and its "
+            "acceptance criteria, addressing the review notes. Failing tests show where to look, "
+            "but a test can be wrong: never bend correct code to fit a test that contradicts the "
+            "task. If the code is already correct, return it unchanged. Return the complete "
+            f"files, not a diff.\n{CODE_FORMAT}\n"
         )
     return "\n".join(parts)
 
@@ -134,17 +170,28 @@ def tests_prompt(
     test_count: int,
     previous_tests: list[SourceFile] | None = None,
     review: Review | None = None,
+    report: dict | None = None,
 ) -> str:
     parts = [task_section(task), plan_section(plan), files_section("Code under test", files)]
     if previous_tests is not None:
         parts.append(files_section("Current tests", previous_tests))
+        parts.append(sandbox_section(report))
     if review is not None and review.notes:
         notes = "\n".join(f"- {note}" for note in review.notes)
         parts.append(f"## Review notes\n{notes}\n")
-    parts.append(
-        f"## Instructions\nWrite {test_count} pytest tests for the code above, covering the "
-        f"acceptance criteria and edge cases.\n## Test count\n{test_count}\n{TEST_FORMAT}\n"
-    )
+    if previous_tests is not None and review is not None:
+        instructions = (
+            f"Revise the tests so each one checks what the task asks, addressing the review "
+            f"notes; write {test_count} pytest tests. A test that contradicts the task is "
+            "wrong and must change; do not fit the tests to code that is wrong either. If the "
+            "tests are already right, return them unchanged."
+        )
+    else:
+        instructions = (
+            f"Write {test_count} pytest tests for the code above, covering the acceptance "
+            "criteria and edge cases."
+        )
+    parts.append(f"## Instructions\n{instructions}\n## Test count\n{test_count}\n{TEST_FORMAT}\n")
     return "\n".join(parts)
 
 

@@ -1,6 +1,12 @@
 """MGXStyleTeam: plan, approve, then code -> test -> verify -> review -> revise.
 
-The team owns the order of the phases and the stopping rules; the actions own the prompts and
+The team owns the order of the phases and the stopping rules. A revision goes to whoever owns
+what the review says must change: Alex for the code, Bob for the tests, both in turn; when one
+of them returns their files unchanged the other gets the review, and a round in which nobody
+changed anything stalls the run. A run is approved only when Charlie approves and the tests
+ran and passed (or could not run, or the task allows failing tests: the result says which);
+an approval over failing tests counts as CHANGES_REQUIRED with the failures as its notes.
+The rest: the actions own the prompts and
 parsing, the session owns model choice, budget and cache, and the sandbox owns running tests.
 All run state lives on the instance (nothing class-level), so many teams can share one event
 loop. After every finished phase the team emits its JSON-serialisable ``state`` as a
@@ -28,6 +34,7 @@ from mgx_agent.events import (
     PhaseFinished,
     PhaseStarted,
     PlanReady,
+    RunLog,
     SandboxResult,
     TeamEvent,
 )
@@ -38,6 +45,7 @@ from mgx_agent.llm.session import LLMSession
 from mgx_agent.metrics import RunTimings, RunUsage
 from mgx_agent.parsing import Plan, Review, SourceFile
 from mgx_agent.sandbox import Sandbox
+from mgx_agent.verification import TestVerdict, failing_tests_review, judge_test_run
 
 STATE_VERSION = 1
 OUTCOMES = ("approved", "revision_limit", "budget_exceeded", "stalled")
@@ -51,6 +59,10 @@ COMPLEXITY_TUNING: dict[str, tuple[int, int]] = {
     "L": (3, 5),
     "XL": (5, 6),
 }
+
+# Who revises what a review says must change, in order; and the phase each one works in.
+_REVISERS = {"code": ("alex",), "tests": ("bob",), "both": ("alex", "bob")}
+_REVISION_PHASES = {"alex": "revising", "bob": "testing"}
 
 _MEDIA_TYPES = {".py": "text/x-python", ".md": "text/markdown", ".json": "application/json"}
 
@@ -113,6 +125,9 @@ class TeamState:
     previous_review: dict[str, Any] | None = None
     round: int = 0  # revisions done so far
     next_phase: str = "coding"  # coding | testing | verifying | reviewing | revising | done
+    # The revision round under way: who is still to revise ("alex", "bob"), who already did,
+    # and whether anything changed. None outside revisions.
+    revision: dict[str, Any] | None = None
     outcome: str | None = None
     stop_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
@@ -143,6 +158,9 @@ class TeamResult:
     timings: dict[str, float]
     demo: bool
     stop_reason: str | None = None
+    # Whether the tests backed the outcome: {"tests": "passed"|"failing"|"not_run",
+    # "required": bool, "detail": str}.
+    verification: dict[str, Any] = field(default_factory=dict)
 
     @property
     def approved(self) -> bool:
@@ -162,6 +180,7 @@ class TeamResult:
             "timings": self.timings,
             "demo": self.demo,
             "stop_reason": self.stop_reason,
+            "verification": self.verification,
         }
 
 
@@ -286,34 +305,21 @@ class MGXStyleTeam:
         self, phase: str, plan: Plan, revision_limit: int, test_count: int
     ) -> None:
         state = self._state
-        task = state.task
         async with self._phase(phase):
-            if phase in ("coding", "revising"):
-                previous = self._files(state.files) if phase == "revising" else None
-                review = Review.from_dict(state.review) if state.review else None
-                files = await actions.write_code(
-                    self._actions, task, plan, previous, review, state.sandbox_report
-                )
-                if phase == "revising":
-                    state.round += 1
-                if previous is not None and files == previous:
-                    self._finish("stalled", "the revision returned the code unchanged")
-                    return
-                state.files = [source.to_dict() for source in files]
-                for source in files:
-                    await self._artifact(source.path, source.content)
+            if phase == "coding":
+                files = await actions.write_code(self._actions, state.task, plan)
+                await self._store_files(files)
                 state.next_phase = "testing"
-            elif phase == "testing":
-                files = self._files(state.files)
-                previous_tests = self._files(state.tests) if state.tests else None
-                review = Review.from_dict(state.review) if state.review else None
+            elif phase == "revising":
+                await self._revise_code(plan)
+            elif phase == "testing" and state.revision is None:
                 tests = await actions.write_tests(
-                    self._actions, task, plan, files, test_count, previous_tests, review
+                    self._actions, state.task, plan, self._files(state.files), test_count
                 )
-                state.tests = [source.to_dict() for source in tests]
-                for source in tests:
-                    await self._artifact(source.path, source.content)
+                await self._store_tests(tests)
                 state.next_phase = "verifying"
+            elif phase == "testing":
+                await self._revise_tests(plan, test_count)
             elif phase == "verifying":
                 report = await self.sandbox.run(self._files(state.files), self._files(state.tests))
                 state.sandbox_report = report.to_dict()
@@ -324,7 +330,7 @@ class MGXStyleTeam:
             elif phase == "reviewing":
                 review = await actions.review_code(
                     self._actions,
-                    task,
+                    state.task,
                     plan,
                     self._files(state.files),
                     self._files(state.tests),
@@ -332,11 +338,92 @@ class MGXStyleTeam:
                 )
                 if self.config.human_reviewer and self.human_review is not None:
                     review = await self._ask_human(review)
+                review = await self._hold_to_test_results(review)
                 state.previous_review, state.review = state.review, review.to_dict()
                 await self._artifact("review.md", review.to_markdown())
                 self._decide_after_review(review, revision_limit)
             else:
                 raise ValueError(f"unknown phase {phase!r} in team state")
+
+    async def _revise_code(self, plan: Plan) -> None:
+        state = self._state
+        previous = self._files(state.files)
+        review = Review.from_dict(state.review) if state.review else None
+        files = await actions.write_code(
+            self._actions, state.task, plan, previous, review, state.sandbox_report
+        )
+        changed = files != previous
+        if changed:
+            await self._store_files(files)
+        else:
+            await self._log("alex returned the code unchanged", "alex")
+        self._revised("alex", changed, fallback="bob")
+
+    async def _revise_tests(self, plan: Plan, test_count: int) -> None:
+        state = self._state
+        previous = self._files(state.tests)
+        review = Review.from_dict(state.review) if state.review else None
+        tests = await actions.write_tests(
+            self._actions,
+            state.task,
+            plan,
+            self._files(state.files),
+            test_count,
+            previous,
+            review,
+            state.sandbox_report,
+        )
+        changed = tests != previous
+        if changed:
+            await self._store_tests(tests)
+        else:
+            await self._log("bob returned the tests unchanged", "bob")
+        self._revised("bob", changed, fallback="alex")
+
+    def _revised(self, who: str, changed: bool, *, fallback: str) -> None:
+        """Record one member's revision and hand the round on: to the other member when this
+        one changed nothing (and the other has not had the review yet), else to the sandbox."""
+        revision = self._state.revision
+        assert revision is not None
+        revision["queue"] = [name for name in revision["queue"] if name != who]
+        revision["done"].append(who)
+        revision["changed"] = revision["changed"] or changed
+        if not changed and fallback not in revision["done"] and fallback not in revision["queue"]:
+            revision["queue"].append(fallback)
+        if revision["queue"]:
+            self._state.next_phase = _REVISION_PHASES[revision["queue"][0]]
+        elif revision["changed"]:
+            self._state.revision = None
+            self._state.next_phase = "verifying"
+        else:
+            self._finish(
+                "stalled",
+                f"revision {self._state.round}: neither the code nor the tests changed "
+                "after the review",
+            )
+
+    async def _store_files(self, files: list[SourceFile]) -> None:
+        self._state.files = [source.to_dict() for source in files]
+        for source in files:
+            await self._artifact(source.path, source.content)
+
+    async def _store_tests(self, tests: list[SourceFile]) -> None:
+        self._state.tests = [source.to_dict() for source in tests]
+        for source in tests:
+            await self._artifact(source.path, source.content)
+
+    async def _hold_to_test_results(self, review: Review) -> Review:
+        """An approval counts only over passing tests (unless the task waives that)."""
+        verdict = judge_test_run(self._state.sandbox_report)
+        if not review.approved or verdict.tests != "failing" or not self.config.require_passing_tests:
+            return review
+        changed = failing_tests_review(review, self._state.sandbox_report or {}, verdict)
+        await self._log(
+            f"the reviewer approved, but the tests did not pass ({verdict.detail}): "
+            "treated as CHANGES_REQUIRED",
+            "charlie",
+        )
+        return changed
 
     async def _ask_human(self, review: Review) -> Review:
         assert self.human_review is not None
@@ -355,22 +442,30 @@ class MGXStyleTeam:
             and previous["notes"] == list(review.notes)
         )
         if review.approved:
-            self._finish("approved", None)
+            self._finish("approved", self._verification().unproven_reason(self.config))
         elif repeated:
             self._finish("stalled", "the review repeated the previous round's notes unchanged")
         elif state.round >= revision_limit:
             reason = f"changes still required after {state.round} revision(s)"
             self._finish("revision_limit", reason)
         else:
-            state.next_phase = "revising"
+            state.round += 1
+            queue = list(_REVISERS[review.changes_in])
+            state.revision = {"queue": queue, "done": [], "changed": False}
+            state.next_phase = _REVISION_PHASES[queue[0]]
+
+    def _verification(self) -> TestVerdict:
+        return judge_test_run(self._state.sandbox_report)
 
     def _finish(self, outcome: str, reason: str | None) -> None:
         self._state.outcome = outcome
         self._state.stop_reason = reason
         self._state.next_phase = "done"
+        self._state.revision = None
 
     def _result(self, plan: Plan) -> TeamResult:
         state = self._state
+        verdict = self._verification()
         return TeamResult(
             outcome=state.outcome or "stalled",
             plan=plan,
@@ -384,6 +479,11 @@ class MGXStyleTeam:
             timings=self.timings.to_dict(),
             demo=self.llm.provider == "demo",
             stop_reason=state.stop_reason,
+            verification={
+                "tests": verdict.tests,
+                "required": self.config.require_passing_tests,
+                "detail": verdict.detail,
+            },
         )
 
     # Plumbing
@@ -397,6 +497,9 @@ class MGXStyleTeam:
             self.memory.append(event)
         if self._on_event is not None:
             await self._on_event(event)
+
+    async def _log(self, message: str, role: str | None = None) -> None:
+        await self._emit(RunLog(level="warning", message=message, role=role))
 
     async def _artifact(self, name: str, content: str) -> None:
         media_type = media_type_for(name)

@@ -32,6 +32,8 @@ class CallContext:
 class TokenUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # True when the provider sent no usage and the counts are the client's own estimate.
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -45,8 +47,16 @@ class LLMResponse:
     provider: str  # "openai" (any OpenAI-compatible endpoint) | "demo"
     usage: TokenUsage = field(default_factory=TokenUsage)
     cached: bool = False
+    # The model's thinking, kept out of ``content``: for the run's log, never for a prompt.
+    reasoning: str = ""
+    # As the provider reported it: "stop", "length" (cut off at the token limit), ...
+    finish_reason: str | None = None
+    # Things the client repaired on the way (say, invalid UTF-8 replaced), for the run's log.
+    warnings: tuple[str, ...] = ()
     # Filled in by the LLMSession that priced the call; clients leave it None.
     call: LLMCall | None = None
+    # Set by the LLMSession when the call may be cached once its action accepts the reply.
+    cache_key: str | None = None
 
 
 class LLMClient(Protocol):

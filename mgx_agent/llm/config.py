@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mgx_agent.llm.model_options import ModelRequestOptions
+
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
@@ -31,7 +33,13 @@ class LLMConfig(BaseSettings):
     role_models: dict[str, str] = Field(default_factory=dict)
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
+    # The deadline of one attempt of one call, a streamed one included (connect to last byte).
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # Replies larger than this are refused without being read to the end.
+    max_reply_bytes: int = Field(default=1_000_000, ge=1024)
+    # Request options per model name or glob; env MGX_LLM_MODEL_OPTIONS as JSON, e.g.
+    # {"my-o3-deployment": {"send_temperature": false, "max_tokens_param": "max_completion_tokens"}}
+    model_options: dict[str, ModelRequestOptions] = Field(default_factory=dict)
     max_retries: int = Field(default=3, ge=0, le=10)
     # First backoff step; attempt n waits a random time in [0, base * 2**n] (full jitter).
     retry_base_seconds: float = Field(default=0.5, ge=0)

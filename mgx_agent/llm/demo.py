@@ -86,8 +86,9 @@ def _review(solution: DemoSolution, prompt: str) -> str:
         passed = re.search(r"passed=(\d+)", run)
         count = f"{passed.group(1)} " if passed else ""
         notes = [f"All {count}tests passed in the sandbox."]
-    elif state == "skipped":
-        notes = ["Tests were not run (sandbox off); approving on reading the code alone."]
+    elif state in ("skipped", "unavailable"):
+        notes = [f"Tests were not run (sandbox {'off' if state == 'skipped' else state}); "
+                 "approving on reading the code alone."]
     else:
         output = _section(prompt, "Test output") or ""
         failures = re.findall(r"^(?:FAILED|ERROR) (\S+)(?: - (.*))?$", output, re.MULTILINE)
@@ -96,7 +97,7 @@ def _review(solution: DemoSolution, prompt: str) -> str:
         ] or [f"The test run ended with status {state}; make the tests pass."]
         if state == "timed_out":
             notes.append("The run hit the sandbox timeout: remove unbounded loops or waits.")
-        return "VERDICT: CHANGES_REQUIRED\n" + "\n".join(f"- {note}" for note in notes)
+        return "VERDICT: CHANGES_REQUIRED\nFIX: code\n" + "\n".join(f"- {note}" for note in notes)
     notes.append(f"Reviewed by the {DEMO_LABEL}; no human-level review was done.")
     if solution.generic:
         notes.append("The demo model does not implement arbitrary tasks: the code is a stand-in.")
@@ -147,6 +148,7 @@ class DemoLLMClient:
         usage = TokenUsage(
             prompt_tokens=sum(_estimate_tokens(m.get("content", "")) for m in messages),
             completion_tokens=_estimate_tokens(text),
+            estimated=True,
         )
         return LLMResponse(content=text, model=DEMO_MODEL, provider="demo", usage=usage)
 

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -29,15 +30,20 @@ from mgx_agent.errors import (
     LLMConnectionError,
     LLMError,
     LLMRateLimitError,
+    LLMRefusedError,
+    LLMReplyTooLargeError,
+    LLMStreamInterruptedError,
     LLMTimeoutError,
 )
 from mgx_agent.llm.base import CallContext, ChatMessage, DeltaCallback, LLMResponse, TokenUsage
 from mgx_agent.llm.config import LLMConfig
+from mgx_agent.llm.model_options import request_options_for
 
 logger = logging.getLogger("mgx_agent.llm")
 
-# How much of a provider's error body is quoted back to the user.
+# How much of a provider's error body is quoted back to the user, and read at all.
 _ERROR_EXCERPT_CHARS = 300
+_ERROR_BODY_BYTES = 16 * 1024
 
 
 class _RetryableFailure(Exception):
@@ -86,10 +92,35 @@ class OpenAICompatibleClient:
         self._http = http_client
         self._owns_http = http_client is None
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
+        # A JSON body escapes some characters, so the body may be larger than its content.
+        self._max_body_bytes = 2 * config.max_reply_bytes + 64 * 1024
 
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    def request_body(
+        self,
+        messages: list[ChatMessage],
+        model: str,
+        *,
+        stream: bool,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> dict[str, Any]:
+        """The Chat Completions request for ``model``, shaped by its request options."""
+        options = request_options_for(model, self._config.model_options)
+        payload: dict[str, Any] = {"model": model, "messages": messages}
+        if options.send_temperature:
+            payload["temperature"] = self._config.temperature if temperature is None else temperature
+        max_tokens = self._config.max_tokens if max_tokens is None else max_tokens
+        if max_tokens is not None:
+            payload[options.max_tokens_param] = max_tokens
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        payload.update(options.extra_body)
+        return payload
 
     async def complete(
         self,
@@ -102,25 +133,15 @@ class OpenAICompatibleClient:
         max_tokens: int | None = None,
     ) -> LLMResponse:
         stream = self._config.stream or on_delta is not None
-        payload: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "temperature": self._config.temperature if temperature is None else temperature,
-        }
-        max_tokens = self._config.max_tokens if max_tokens is None else max_tokens
-        if max_tokens is not None:
-            payload["max_tokens"] = max_tokens
-        if stream:
-            payload["stream"] = True
-            payload["stream_options"] = {"include_usage": True}
+        payload = self.request_body(
+            messages, model, stream=stream, temperature=temperature, max_tokens=max_tokens
+        )
         headers = self._headers(context)
 
         attempts = self._config.max_retries + 1
         for attempt in range(attempts):
             try:
-                if stream:
-                    return await self._stream_once(payload, headers, messages, on_delta)
-                return await self._request_once(payload, headers, messages)
+                return await self._attempt(payload, headers, messages, on_delta if stream else None)
             except _RetryableFailure as failure:
                 if attempt + 1 >= attempts:
                     # Keep the transport error (if any) as the cause for debugging.
@@ -144,24 +165,57 @@ class OpenAICompatibleClient:
             await self._http.aclose()
             self._http = None
 
+    async def _attempt(
+        self,
+        payload: dict[str, Any],
+        headers: dict[str, str],
+        messages: list[ChatMessage],
+        on_delta: DeltaCallback | None,
+    ) -> LLMResponse:
+        # One deadline for the whole attempt: httpx's timeout bounds each read, so a server
+        # that keeps sending keep-alive comments would otherwise be waited on forever.
+        try:
+            async with asyncio.timeout(self._config.timeout_seconds):
+                if payload.get("stream"):
+                    return await self._stream_once(payload, headers, messages, on_delta)
+                return await self._request_once(payload, headers, messages)
+        except TimeoutError:
+            raise self._timed_out() from None
 
     async def _request_once(
         self, payload: dict[str, Any], headers: dict[str, str], messages: list[ChatMessage]
     ) -> LLMResponse:
+        warnings: list[str] = []
         try:
-            response = await self._client().post(self._endpoint, json=payload, headers=headers)
+            async with self._client().stream(
+                "POST", self._endpoint, json=payload, headers=headers
+            ) as response:
+                if response.status_code != 200:
+                    text = _decode(await self._read_capped(response, _ERROR_BODY_BYTES), [])
+                    raise self._status_failure(
+                        response.status_code, response.headers, text, payload
+                    )
+                raw = await self._read_capped(response, self._max_body_bytes)
         except httpx.HTTPError as exc:
             raise self._transport_failure(exc) from exc
-        if response.status_code != 200:
-            raise self._status_failure(
-                response.status_code, response.headers, response.text, payload
-            )
+        text = _decode(raw, warnings)
         try:
-            body = response.json()
+            body = json.loads(text)
         except ValueError:
-            what = f"a body that is not JSON: {_excerpt(response.text)}"
-            raise self._bad_response(what) from None
-        return self._parse_completion(body, payload, messages)
+            raise self._bad_response(f"a body that is not JSON: {_excerpt(text)}") from None
+        return self._parse_completion(body, payload, messages, warnings)
+
+    async def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
+        """The body, or the start of it for error bodies; refuses one larger than ``limit``
+        for completions without reading the rest."""
+        data = bytearray()
+        async for piece in response.aiter_bytes():
+            data += piece
+            if len(data) > limit:
+                if limit == _ERROR_BODY_BYTES:
+                    break
+                raise self._too_large()
+        return bytes(data)
 
     async def _stream_once(
         self,
@@ -171,24 +225,28 @@ class OpenAICompatibleClient:
         on_delta: DeltaCallback | None,
     ) -> LLMResponse:
         parts: list[str] = []
+        reasoning: list[str] = []
+        size = 0
+        warnings: list[str] = []
         usage: TokenUsage | None = None
         model = payload["model"]
-        saw_choice = False
+        saw_choice = saw_done = False
         finish_reason: str | None = None
         try:
             async with self._client().stream(
                 "POST", self._endpoint, json=payload, headers=headers
             ) as response:
                 if response.status_code != 200:
-                    text = (await response.aread()).decode("utf-8", "replace")
+                    text = _decode(await self._read_capped(response, _ERROR_BODY_BYTES), [])
                     raise self._status_failure(
                         response.status_code, response.headers, text, payload
                     )
-                async for line in response.aiter_lines():
+                async for line in self._sse_lines(response, warnings):
                     if not line.startswith("data:"):
-                        continue  # SSE comments, event names and blank separators
+                        continue  # SSE comments (keep-alives), event names, blank separators
                     data = line[len("data:") :].strip()
                     if data == "[DONE]":
+                        saw_done = True
                         break
                     chunk = self._parse_chunk(data)
                     model = chunk.get("model") or model
@@ -197,25 +255,66 @@ class OpenAICompatibleClient:
                     for choice in chunk.get("choices") or []:
                         saw_choice = True
                         finish_reason = choice.get("finish_reason") or finish_reason
-                        delta = (choice.get("delta") or {}).get("content")
-                        if delta:
-                            parts.append(delta)
+                        delta = choice.get("delta") or {}
+                        thought = _reasoning_field(delta)
+                        if thought:
+                            reasoning.append(thought)
+                            size += len(thought.encode())
+                        text = delta.get("content")
+                        if isinstance(text, str) and text:
+                            parts.append(text)
+                            size += len(text.encode())
                             if on_delta is not None:
-                                await on_delta(delta)
+                                await on_delta(text)
+                        if size > self._config.max_reply_bytes:
+                            raise self._too_large()
         except httpx.HTTPError as exc:
             raise self._transport_failure(exc) from exc
+        if not saw_done and finish_reason is None:
+            raise self._interrupted()
         if not saw_choice:
             raise self._bad_response("a stream without any choices")
+        if finish_reason == "content_filter":
+            raise self._refused("the content filter stopped the reply")
         content = "".join(parts)
-        if not content and finish_reason == "length":
-            raise self._cut_off()
         if usage is None:
-            usage = TokenUsage(_prompt_estimate(messages), estimate_tokens(content))
-        return LLMResponse(content=content, model=model, provider=self.provider, usage=usage)
+            usage = TokenUsage(
+                _prompt_estimate(messages), estimate_tokens(content + "".join(reasoning)), estimated=True
+            )
+        return LLMResponse(
+            content=content,
+            model=model,
+            provider=self.provider,
+            usage=usage,
+            reasoning="".join(reasoning),
+            finish_reason=finish_reason,
+            warnings=tuple(warnings),
+        )
 
+    async def _sse_lines(self, response: httpx.Response, warnings: list[str]) -> AsyncIterator[str]:
+        """The stream's lines, decoded as UTF-8 with invalid bytes replaced (and noted once).
+
+        Lines are split on raw bytes: a newline never occurs inside a UTF-8 sequence, so a
+        character split across network reads decodes whole.
+        """
+        buffer = bytearray()
+        async for piece in response.aiter_bytes():
+            buffer += piece
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end]).rstrip(b"\r")
+                del buffer[: end + 1]
+                yield _decode(line, warnings)
+            if len(buffer) > self._max_body_bytes:
+                raise self._too_large()
+        if buffer:
+            yield _decode(bytes(buffer), warnings)
 
     def _parse_completion(
-        self, body: Any, payload: dict[str, Any], messages: list[ChatMessage]
+        self,
+        body: Any,
+        payload: dict[str, Any],
+        messages: list[ChatMessage],
+        warnings: list[str],
     ) -> LLMResponse:
         if not isinstance(body, dict):
             raise self._bad_response(f"JSON that is not an object: {_excerpt(json.dumps(body))}")
@@ -224,20 +323,36 @@ class OpenAICompatibleClient:
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._bad_response("a completion without choices")
+        finish_reason = choices[0].get("finish_reason")
+        finish_reason = finish_reason if isinstance(finish_reason, str) else None
         message = choices[0].get("message")
-        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(message, dict):
+            raise self._bad_response("a completion without a message")
+        if message.get("refusal"):
+            raise self._refused(_excerpt(str(message["refusal"])))
+        if finish_reason == "content_filter":
+            raise self._refused("the content filter stopped the reply")
+        content = message.get("content")
+        reasoning = _reasoning_field(message)
+        if content is None and (reasoning or finish_reason == "length"):
+            content = ""  # all tokens went to thinking; the session reports the cut-off
         if not isinstance(content, str):
-            refusal = message.get("refusal") if isinstance(message, dict) else None
-            if refusal:
-                raise self._bad_response(f"a refusal instead of content: {_excerpt(str(refusal))}")
             raise self._bad_response("a completion without message content")
-        if not content and choices[0].get("finish_reason") == "length":
-            raise self._cut_off()
+        if len(content.encode()) + len(reasoning.encode()) > self._config.max_reply_bytes:
+            raise self._too_large()
         usage = _usage_from(body.get("usage")) or TokenUsage(
-            _prompt_estimate(messages), estimate_tokens(content)
+            _prompt_estimate(messages), estimate_tokens(content + reasoning), estimated=True
         )
         model = body.get("model") if isinstance(body.get("model"), str) else payload["model"]
-        return LLMResponse(content=content, model=model, provider=self.provider, usage=usage)
+        return LLMResponse(
+            content=content,
+            model=model,
+            provider=self.provider,
+            usage=usage,
+            reasoning=reasoning,
+            finish_reason=finish_reason,
+            warnings=tuple(warnings),
+        )
 
     def _parse_chunk(self, data: str) -> dict[str, Any]:
         try:
@@ -250,7 +365,6 @@ class OpenAICompatibleClient:
             error = _excerpt(json.dumps(chunk["error"]))
             raise self._bad_response(f"an error in the stream: {error}")
         return chunk
-
 
     def _status_failure(
         self, status: int, headers: httpx.Headers, text: str, payload: dict[str, Any]
@@ -296,13 +410,7 @@ class OpenAICompatibleClient:
     def _transport_failure(self, exc: httpx.HTTPError) -> Exception:
         attempts = self._config.max_retries + 1
         if isinstance(exc, httpx.TimeoutException):
-            return _RetryableFailure(
-                LLMTimeoutError(
-                    f"LLM provider at {self._base_url} did not answer within "
-                    f"{self._config.timeout_seconds:g}s ({attempts} attempts): raise "
-                    f"MGX_LLM_TIMEOUT_SECONDS or check the provider's load"
-                )
-            )
+            return self._timed_out()
         if isinstance(exc, httpx.TransportError):
             reason = self._scrub(str(exc) or type(exc).__name__)
             return _RetryableFailure(
@@ -320,10 +428,37 @@ class OpenAICompatibleClient:
             f"MGX_LLM_BASE_URL points at an OpenAI-compatible /v1 endpoint"
         )
 
-    def _cut_off(self) -> LLMBadResponseError:
-        return LLMBadResponseError(
-            f"LLM provider at {self._base_url} stopped before writing any content "
-            f"(finish_reason=length): raise MGX_LLM_MAX_TOKENS"
+    def _timed_out(self) -> _RetryableFailure:
+        attempts = self._config.max_retries + 1
+        return _RetryableFailure(
+            LLMTimeoutError(
+                f"LLM provider at {self._base_url} did not finish its reply within "
+                f"{self._config.timeout_seconds:g}s ({attempts} attempts): raise "
+                f"MGX_LLM_TIMEOUT_SECONDS or check the provider's load"
+            )
+        )
+
+    def _interrupted(self) -> _RetryableFailure:
+        attempts = self._config.max_retries + 1
+        return _RetryableFailure(
+            LLMStreamInterruptedError(
+                f"the stream from LLM provider at {self._base_url} ended before the reply was "
+                f"complete (no finish_reason and no [DONE]) in {attempts} attempts: check "
+                f"proxies between the service and the provider, or set MGX_LLM_STREAM=false"
+            )
+        )
+
+    def _too_large(self) -> LLMReplyTooLargeError:
+        return LLMReplyTooLargeError(
+            f"LLM provider at {self._base_url} sent a reply larger than "
+            f"{self._config.max_reply_bytes} bytes; it was not read to the end: set "
+            f"MGX_LLM_MAX_TOKENS to bound the reply, or raise MGX_LLM_MAX_REPLY_BYTES"
+        )
+
+    def _refused(self, what: str) -> LLMRefusedError:
+        return LLMRefusedError(
+            f"the model at {self._base_url} refused to answer ({self._scrub(what)}): rephrase "
+            f"the task or use another model"
         )
 
     def _scrub(self, text: str) -> str:
@@ -371,6 +506,29 @@ def _usage_from(raw: Any) -> TokenUsage | None:
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+def _reasoning_field(message: dict[str, Any]) -> str:
+    """The thinking some servers send beside the content (DeepSeek, vLLM, OpenRouter)."""
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _decode(raw: bytes, warnings: list[str]) -> str:
+    """UTF-8 with invalid bytes replaced: one stray byte must not lose a whole reply."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        note = (
+            f"the LLM provider sent invalid UTF-8 (first at byte {exc.start} of a line or body); "
+            "it was replaced with U+FFFD"
+        )
+        if not any("invalid UTF-8" in warning for warning in warnings):
+            warnings.append(note)
+        return raw.decode("utf-8", "replace")
 
 
 def _prompt_estimate(messages: list[ChatMessage]) -> int:

@@ -2,6 +2,11 @@
 
 A session belongs to exactly one run and is never shared, so its usage counters need no
 locking; the client and the cache behind it are shared by every run in the process.
+
+Every reply leaves the session with its reasoning split off (``reasoning.py``) and a cut-off
+reply raised as ``LLMTruncatedError`` after its tokens were counted. Nothing is cached here
+on the way through: the action that asked calls ``accept`` once it has parsed and validated
+the reply, and ``discard`` when a reply served from the cache turns out unusable.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from mgx_agent.cache import CachedCompletion, ResponseCache, cache_key
-from mgx_agent.errors import BudgetExceededError
+from mgx_agent.errors import BudgetExceededError, LLMTruncatedError
 from mgx_agent.llm.base import (
     CallContext,
     ChatMessage,
@@ -20,6 +25,7 @@ from mgx_agent.llm.base import (
     TokenUsage,
 )
 from mgx_agent.llm.pricing import PriceTable
+from mgx_agent.llm.reasoning import split_reasoning
 from mgx_agent.metrics import COST_DECIMALS, LLMCall, RunUsage
 
 
@@ -102,6 +108,7 @@ class LLMSession:
                     provider=hit.provider,
                     cached=True,
                     call=LLMCall(model=hit.model, cache="hit"),
+                    cache_key=key,
                 )
             self.usage.record_cache_miss(role)
 
@@ -110,8 +117,13 @@ class LLMSession:
             messages, model=model, context=context, on_delta=on_delta, **self._sampling_params()
         )
         cost, known = self._record(role, model, response.model, response.usage)
+        split = split_reasoning(response.content)
+        reasoning = "\n\n".join(part for part in (response.reasoning, split.reasoning) if part)
         response = replace(
             response,
+            content=split.answer,
+            reasoning=reasoning,
+            cache_key=key,
             call=LLMCall(
                 model=response.model or model,
                 prompt_tokens=response.usage.prompt_tokens,
@@ -119,17 +131,40 @@ class LLMSession:
                 cost_usd=round(cost, COST_DECIMALS),
                 cost_known=known,
                 cache=None if key is None else "miss",
+                estimated=response.usage.estimated,
+            ),
+        )
+        if response.finish_reason == "length":
+            raise LLMTruncatedError(self._truncation_message(role, action, response))
+        return response
+
+    async def accept(self, response: LLMResponse) -> None:
+        """The reply was parsed and valid: let an identical call be answered from the cache."""
+        if self.cache is None or response.cache_key is None or response.cached:
+            return
+        await self.cache.set(
+            response.cache_key,
+            CachedCompletion(
+                content=response.content, model=response.model, provider=response.provider
             ),
         )
 
-        if self.cache is not None and key is not None:
-            await self.cache.set(
-                key,
-                CachedCompletion(
-                    content=response.content, model=response.model, provider=response.provider
-                ),
-            )
-        return response
+    async def discard(self, response: LLMResponse) -> None:
+        """A reply served from the cache was refused: never serve it again."""
+        if self.cache is not None and response.cache_key is not None and response.cached:
+            await self.cache.delete(response.cache_key)
+
+    def _truncation_message(self, role: str, action: str, response: LLMResponse) -> str:
+        limit = (
+            f"MGX_LLM_MAX_TOKENS={self.max_tokens}"
+            if self.max_tokens is not None
+            else "the provider's default limit, since MGX_LLM_MAX_TOKENS is not set"
+        )
+        when = " while still reasoning, before any answer" if not response.content else ""
+        return (
+            f"{role}'s {action} reply was cut off at the output token limit{when} "
+            f"(finish_reason=length; {limit}): raise MGX_LLM_MAX_TOKENS"
+        )
 
     def _record(
         self, role: str, requested: str, answered: str, tokens: TokenUsage

@@ -29,7 +29,7 @@ def ask(action: str, prompt: str, role: str = "mike") -> str:
 @pytest.mark.slow
 async def test_demo_run_completes_end_to_end_with_passing_sandbox_tests() -> None:
     session = LLMSession(DemoLLMClient(), default_model="mgx-demo")
-    config = TeamConfig(sandbox=SandboxConfig(mode="subprocess", timeout_seconds=20))
+    config = TeamConfig(sandbox=SandboxConfig(mode="unsafe-subprocess", timeout_seconds=20))
     team = MGXStyleTeam(config, session)
 
     await team.analyze_and_plan("Parse ISO-8601 durations like P1DT2H into timedelta")
@@ -50,7 +50,7 @@ async def test_every_catalogue_solution_passes_all_its_tests() -> None:
     files = [SourceFile(f"{s.module}.py", s.code) for s in solutions]
     tests = [SourceFile(f"test_{s.module}.py", s.test_module(len(s.tests))) for s in solutions]
 
-    report = await Sandbox(SandboxConfig(mode="subprocess", timeout_seconds=30)).run(files, tests)
+    report = await Sandbox(SandboxConfig(mode="unsafe-subprocess", timeout_seconds=30)).run(files, tests)
 
     assert report.status == "passed", report.output_tail
     assert report.passed == sum(len(s.tests) for s in solutions)

@@ -119,7 +119,9 @@ async def test_stream_without_usage_falls_back_to_length_estimate(fake_llm: Fake
     finally:
         await client.aclose()
     prompt_chars = sum(len(m["content"]) for m in MESSAGES)
-    assert response.usage == TokenUsage(prompt_tokens=prompt_chars // 4, completion_tokens=10)
+    assert response.usage == TokenUsage(
+        prompt_tokens=prompt_chars // 4, completion_tokens=10, estimated=True
+    )
 
 
 async def test_rate_limit_then_success_waits_for_retry_after(fake_llm: FakeLLMServer) -> None:
@@ -270,19 +272,21 @@ async def test_malformed_body_raises_bad_response(fake_llm: FakeLLMServer, body:
     assert len(fake_llm.requests) == 1
 
 
-async def test_reply_cut_off_before_any_content_asks_for_more_tokens(
+async def test_reply_cut_off_before_any_content_reports_finish_reason_length(
     fake_llm: FakeLLMServer,
 ) -> None:
-    empty = {"role": "assistant", "content": ""}
-    choice = {"index": 0, "message": empty, "finish_reason": "length"}
+    # All tokens went to reasoning: content null, finish_reason length (the session raises).
+    message = {"role": "assistant", "content": None, "reasoning_content": "Let me think"}
+    choice = {"index": 0, "message": message, "finish_reason": "length"}
     body = json.dumps({"choices": [choice]})
     fake_llm.enqueue(FakeReply(body=body))
     client = client_for(fake_llm.base_url)
     try:
-        with pytest.raises(LLMBadResponseError, match="MGX_LLM_MAX_TOKENS"):
-            await client.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
+        response = await client.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
     finally:
         await client.aclose()
+    assert (response.content, response.finish_reason) == ("", "length")
+    assert response.reasoning == "Let me think"
 
 
 async def test_malformed_stream_raises_bad_response(fake_llm: FakeLLMServer) -> None:

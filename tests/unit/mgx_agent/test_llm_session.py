@@ -158,6 +158,7 @@ async def test_cache_outcome_is_on_the_call_and_a_hit_costs_nothing(
     session = LLMSession(client, default_model="gpt-4o-mini", cache=cache)
 
     miss = await session.chat("alex", "WriteCode", MESSAGES)
+    await session.accept(miss)
     hit = await session.chat("alex", "WriteCode", MESSAGES)
 
     assert miss.call is not None and hit.call is not None
@@ -174,6 +175,7 @@ async def test_memory_cache_hit_makes_no_request_and_costs_nothing(
     second = LLMSession(client, default_model="gpt-4o-mini", cache=cache)
 
     miss = await first.chat("alex", "WriteCode", MESSAGES)
+    await first.accept(miss)
     deltas: list[str] = []
 
     async def on_delta(text: str) -> None:
@@ -226,7 +228,7 @@ async def test_redis_cache_serves_a_second_session(
     try:
         first = LLMSession(client, default_model="gpt-4o-mini", cache=writer_cache)
         second = LLMSession(client, default_model="gpt-4o-mini", cache=reader_cache)
-        await first.chat("mike", "AnalyzeTask", MESSAGES)
+        await first.accept(await first.chat("mike", "AnalyzeTask", MESSAGES))
         hit = await second.chat("mike", "AnalyzeTask", MESSAGES)
     finally:
         await writer_cache.aclose()

@@ -118,7 +118,7 @@ async def test_changes_required_triggers_revision_with_notes_and_failing_output(
     fake_llm: FakeLLMServer, client: OpenAICompatibleClient
 ) -> None:
     fake_llm.enqueue(BUGGY_FIZZBUZZ, role="alex", action="WriteCode")
-    team = make_team(client, sandbox="subprocess")
+    team = make_team(client, sandbox="unsafe-subprocess")
     await team.analyze_and_plan(TASK)
     team.approve_plan()
 

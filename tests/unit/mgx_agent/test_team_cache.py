@@ -30,10 +30,10 @@ async def test_repeated_task_is_served_from_memory_cache(
 ) -> None:
     cache = MemoryResponseCache(max_entries=100, ttl_seconds=600)
     # With the sandbox on, the review prompt carries test output: it must not vary between runs.
-    first = await run_once(client, cache, "first", sandbox="subprocess")
+    first = await run_once(client, cache, "first", sandbox="unsafe-subprocess")
     calls_after_first = len(fake_llm.requests)
 
-    second = await run_once(client, cache, "second", sandbox="subprocess")
+    second = await run_once(client, cache, "second", sandbox="unsafe-subprocess")
 
     assert calls_after_first == 5
     assert len(fake_llm.requests) == calls_after_first  # zero HTTP requests for the repeat
