@@ -26,6 +26,7 @@ TASK_OVERRIDABLE_FIELDS = frozenset(
         "models",
         "use_multi_llm",
         "stream_deltas",
+        "require_passing_tests",
     }
 )
 
@@ -67,6 +68,9 @@ class TeamConfig(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)
     budget_usd: float | None = Field(default=None, gt=0)
     stream_deltas: bool = False
+    # A run completes only when the reviewer approves and the tests ran and passed; false lets
+    # an approval stand over failing tests (the result says so).
+    require_passing_tests: bool = True
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @field_validator("models")
