@@ -30,6 +30,7 @@ from backend.access import KeyRing, Principal
 from backend.app.docs import DOCS_STATIC_URL, DOCS_URL, REDOC_URL
 from backend.app.limits import enforce_rate_limit
 from backend.config import Settings, SettingsError
+from backend.console import CONSOLE_STATIC_URL, CONSOLE_URL
 from backend.errors import UnauthorizedError
 from backend.schemas.problem import PROBLEM_MEDIA_TYPE
 
@@ -41,7 +42,8 @@ logger = logging.getLogger("backend.auth")
 CLOSE_UNAUTHORIZED = 4401
 ACCESS_TOKEN_PARAMETER = "access_token"
 EVENT_STREAM_MEDIA_TYPE = "text/event-stream"
-PUBLIC_PREFIXES = ("/health/", f"{DOCS_STATIC_URL}/")
+# The console page and its files hold no data: the browser then calls the API with its own key.
+PUBLIC_PREFIXES = ("/health/", f"{DOCS_STATIC_URL}/", f"{CONSOLE_STATIC_URL}/")
 
 BEARER = HTTPBearer(
     scheme_name="BearerAuth",
@@ -77,7 +79,9 @@ def is_public(app: FastAPI, path: str) -> bool:
     """Whether ``path`` (a request's, or a route template such as ``/health/ready``) needs no key."""
     public: frozenset[str] | None = getattr(app.state, "public_paths", None)
     if public is None:  # asked once per app: this runs on every request
-        public = frozenset({"/", "/health", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url})
+        public = frozenset(
+            {"/", "/health", DOCS_URL, REDOC_URL, CONSOLE_URL, f"{CONSOLE_URL}/", app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+        )
         app.state.public_paths = public
     return path in public or path.startswith(PUBLIC_PREFIXES)
 

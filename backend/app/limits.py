@@ -19,6 +19,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.app.docs import DOCS_STATIC_URL, DOCS_URL, REDOC_URL
+from backend.console import CONSOLE_STATIC_URL, CONSOLE_URL
 from backend.app.problems import api_error_response
 from backend.app.response_headers import RATE_LIMIT_STATE, ResponseHeadersMiddleware
 from backend.config import Settings
@@ -28,8 +29,10 @@ from backend.services.rate_limits import RateLimiter, RateLimitPolicy
 from backend.services.stream_slots import StreamSlots
 
 # Route templates that are never rate limited (probes, scraping, documentation).
-EXEMPT_PATHS = frozenset({"/", "/metrics", "/openapi.json", DOCS_URL, REDOC_URL, f"{DOCS_URL}/oauth2-redirect"})
-EXEMPT_PREFIXES = ("/health/", DOCS_STATIC_URL + "/")
+EXEMPT_PATHS = frozenset(
+    {"/", "/metrics", "/openapi.json", DOCS_URL, REDOC_URL, f"{DOCS_URL}/oauth2-redirect", CONSOLE_URL, f"{CONSOLE_URL}/"}
+)
+EXEMPT_PREFIXES = ("/health/", DOCS_STATIC_URL + "/", CONSOLE_STATIC_URL + "/")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # WebSocket close code: 4000 + the HTTP status it stands for.
 CLOSE_TOO_MANY_REQUESTS = 4429

@@ -64,3 +64,4 @@ class ServiceInfoRead(BaseModel):
     redoc: str
     openapi: str
     health: str
+    console: str = Field(description="The web console: follow runs live, approve plans, read the code.")
