@@ -1,5 +1,5 @@
 """The gate every HTTP request and WebSocket handshake passes before routing, in this order: JSON
-bodies only (415), a valid API key (401, WebSocket close 4401), the caller's rate limit (429,
+bodies only, not content-encoded (415), a valid API key (401, WebSocket close 4401), the caller's rate limit (429,
 WebSocket close 4429).
 
 A pure ASGI middleware rather than an app-wide FastAPI dependency: FastAPI solves dependencies
@@ -34,6 +34,10 @@ def require_json_body(conn: HTTPConnection) -> None:
     has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
     if not has_body:
         return
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # Compressed bodies are not decoded; reading gzip bytes as JSON would be a guess.
+        raise UnsupportedMediaTypeError(f"request bodies must not be encoded; got Content-Encoding {encoding}")
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaTypeError(

@@ -12,6 +12,10 @@ from fastapi import Depends, Header, Query, Request
 from backend.config import Settings
 
 MAX_PAGE_SIZE = 200
+# Offsets are bound as 32-bit integers on PostgreSQL; no list gets near this many rows.
+MAX_OFFSET = 2**31 - 1
+# Event numbers are 64-bit; a cursor past this cannot name an event.
+MAX_EVENT_SEQ = 2**63 - 1
 
 
 # Dependencies that do no I/O are still ``async def``: FastAPI runs a plain ``def`` dependency in
@@ -22,7 +26,7 @@ async def get_app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 200).")]
-OffsetQuery = Annotated[int, Query(ge=0, description="Number of items to skip.")]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Number of items to skip.")]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -34,5 +38,9 @@ IdempotencyKeyHeader = Annotated[
 ]
 IfMatchHeader = Annotated[
     str | None,
-    Header(alias="If-Match", description="ETag of the version you read; a mismatch answers 412."),
+    Header(
+        alias="If-Match",
+        max_length=1000,
+        description='ETag of the version you read (`"3"`); a mismatch, or a weak tag, answers 412.',
+    ),
 ]

@@ -14,6 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sqlalchemy_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.db.failures import is_database_unavailable, unavailable_cause
 from backend.errors import APIError, UnauthorizedError
@@ -99,13 +102,38 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return problem_response(request, 422, detail, slug="validation-error", extra={"errors": errors})
 
 
+# FastAPI's answer to a body it could not decode (not UTF-8, nested too deep to parse).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 400 and detail == _UNPARSABLE_BODY:
+        # The same answer as for any other malformed JSON (documented as 422 on every route).
+        errors = [{"field": "body", "location": "body", "message": "not valid UTF-8 JSON, or nested too deeply", "type": "json_invalid"}]
+        return problem_response(
+            request, 422, "the request body is not valid JSON", slug="validation-error", extra={"errors": errors}
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route matches {request.url.path}"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (the router's 405 names only the first route)."""
+    allowed: set[str] = set()
+    scope = {**request.scope, "method": "GET"}
+    for route in request.app.router.routes:
+        methods = getattr(route, "methods", None)
+        if methods and route.matches(scope)[0] != Match.NONE:
+            allowed |= set(methods)
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
 
 
 # Errors that may mean the database is unavailable; ``is_database_unavailable`` decides. Each is
@@ -148,6 +176,38 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 500, "the server hit an unexpected error; it has been logged")
 
 
+class UnexpectedErrorMiddleware:
+    """Answers an error no handler mapped with a 500 problem and logs its traceback once.
+
+    Starlette hands such errors to the outermost middleware, which answers and then re-raises,
+    so the server logged the same traceback a second time. This sits just outside the routes'
+    exception handlers and ends the error there."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            request = Request(scope)
+            if started:  # too late for an error response: the client sees the connection end
+                logger.error("unhandled error on %s %s after the response started", request.method, request.url.path, exc_info=exc)
+                return
+            response = await _unexpected_error(request, exc)
+            await response(scope, receive, send)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
@@ -156,3 +216,4 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error in DEPENDENCY_ERRORS:
         app.add_exception_handler(error, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
+    app.user_middleware.append(Middleware(UnexpectedErrorMiddleware))

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from backend.access import owner_filter
 from backend.app.auth import PrincipalDep
-from backend.app.deps import SettingsDep
+from backend.app.deps import MAX_EVENT_SEQ, SettingsDep
 from backend.app.limits import hold_stream_slot
 from backend.app.shutdown import GracefulShutdown
 from backend.errors import NotFoundError
@@ -27,8 +27,9 @@ router = APIRouter(prefix="/runs", tags=["events"])
 # Every route here is a stream: each holds one of the caller's stream slots while open.
 ws_router = APIRouter(tags=["events"], dependencies=[Depends(hold_stream_slot)])
 
-# WebSocket close codes: 4000 + the HTTP status they stand for.
+# WebSocket close codes: 4000 + the HTTP status they stand for (README, "Live events").
 CLOSE_NOT_FOUND = 4404
+CLOSE_INVALID_CURSOR = 4422
 PING_MESSAGE = '{"type":"ping"}'
 # Tells EventSource to reconnect 1 s after a dropped connection (its default is about 3 s).
 RECONNECT_HINT = b"retry: 1000\n\n"
@@ -68,10 +69,12 @@ async def stream_run_events(
     request: Request,
     settings: SettingsDep,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="Replay events with seq greater than this.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ, description="Replay events with seq greater than this.")] = 0,
     last_event_id: Annotated[
         int | None,
-        Header(alias="Last-Event-ID", ge=0, description="Sent by EventSource on reconnect; wins over `after`."),
+        Header(
+            alias="Last-Event-ID", ge=0, le=MAX_EVENT_SEQ, description="Sent by EventSource on reconnect; wins over `after`."
+        ),
     ] = None,
 ) -> Response:
     cursor = after if last_event_id is None else last_event_id
@@ -128,15 +131,29 @@ async def run_events_socket(
     websocket: WebSocket,
     run_id: str,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: str = "0",
 ) -> None:
     """The run's events as JSON messages (replay after ``after``, then live); closes with 1000
-    after the terminal event, 4404 for an unknown run."""
+    after the terminal event, 4404 for an unknown run, 4422 when ``after`` is not an event number
+    (0 to 2^63-1). The cursor is checked after the handshake, so the client is told why."""
+    cursor = _event_cursor(after)
+    if cursor is None:
+        await websocket.accept()
+        await websocket.close(code=CLOSE_INVALID_CURSOR, reason="after must be an integer from 0 to 2^63-1")
+        return
     events = _broadcaster(websocket.app.state)
     owner = owner_filter(principal)
     await _serve_socket(
-        websocket, lambda: events.subscribe_run(uuid.UUID(run_id), after, owner=owner), end_at_terminal=True
+        websocket, lambda: events.subscribe_run(uuid.UUID(run_id), cursor, owner=owner), end_at_terminal=True
     )
+
+
+def _event_cursor(text: str) -> int | None:
+    """``text`` as an event number, or None when it is not one."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    value = int(text)
+    return value if value <= MAX_EVENT_SEQ else None
 
 
 @ws_router.websocket("/ws/tasks/{task_id}")

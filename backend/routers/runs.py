@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse
 
 from backend.app.deps import (
+    MAX_EVENT_SEQ,
     IdempotencyKeyHeader,
     IfMatchHeader,
     LimitQuery,
@@ -27,6 +28,7 @@ from backend.schemas.runs import (
     RunReject,
     RunUpdate,
 )
+from backend.schemas.text import NAME
 from backend.services.etags import etag
 from backend.services.run_archive import ARCHIVE_MEDIA_TYPE
 from backend.services.run_states import ALL_STATUSES
@@ -35,6 +37,8 @@ from backend.services.runs import RunService, run_read
 router = APIRouter(prefix="/runs", tags=["runs"])
 
 RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
+RunStatus = Literal[tuple(sorted(ALL_STATUSES))]  # type: ignore[valid-type]
+ArtifactName = Annotated[str, Path(max_length=255, pattern=NAME, description="The artifact's name, e.g. `app/main.py`.")]
 
 
 async def get_run_service(request: Request) -> RunService:
@@ -63,9 +67,7 @@ async def list_runs(
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
     task_id: Annotated[uuid.UUID | None, Query(description="Only runs of this task.")] = None,
-    status_filter: Annotated[
-        str | None, Query(alias="status", description=f"One of: {', '.join(sorted(ALL_STATUSES))}.")
-    ] = None,
+    status_filter: Annotated[RunStatus | None, Query(alias="status", description="Only runs in this status.")] = None,
 ) -> Page[RunRead]:
     items, total = await service.list_runs(task_id=task_id, status=status_filter, limit=limit, offset=offset)
     return Page[RunRead](items=[run_read(run) for run in items], total=total, limit=limit, offset=offset)
@@ -161,7 +163,7 @@ async def list_artifacts(run_id: RunId, service: RunServiceDep) -> list[Artifact
     response_class=Response,
     responses={200: {"description": "The artifact's content.", "content": {"*/*": {}}}, **error_responses(404, 422)},
 )
-async def get_artifact(run_id: RunId, name: str, service: RunServiceDep) -> Response:
+async def get_artifact(run_id: RunId, name: ArtifactName, service: RunServiceDep) -> Response:
     artifact = await service.get_artifact(run_id, name)
     media_type = artifact.media_type
     if media_type.startswith("text/") or media_type == "application/json":
@@ -207,7 +209,7 @@ async def get_archive(run_id: RunId, service: RunServiceDep) -> Response:
 async def run_logs(
     run_id: RunId,
     service: RunServiceDep,
-    after: Annotated[int, Query(ge=0, description="Return events with seq greater than this.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ, description="Return events with seq greater than this.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
@@ -17,6 +17,7 @@ from backend.routers.answers import created_answer
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
+from backend.schemas.text import NAME
 from backend.services.etags import etag
 from backend.services.run_states import ALL_STATUSES
 from backend.services.tasks import TaskService
@@ -24,6 +25,7 @@ from backend.services.tasks import TaskService
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 TASK_STATUSES = sorted(ALL_STATUSES | {"pending"})
+TaskStatus = Literal[tuple(TASK_STATUSES)]  # type: ignore[valid-type]
 
 
 async def get_task_service(request: Request) -> TaskService:
@@ -45,10 +47,10 @@ async def list_tasks(
     service: TaskServiceDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
-    status_filter: Annotated[
-        str | None, Query(alias="status", description=f"One of: {', '.join(TASK_STATUSES)}.")
+    status_filter: Annotated[TaskStatus | None, Query(alias="status", description="Only tasks in this status.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NAME, description="Text to find in title or description.")
     ] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Text to find in title or description.")] = None,
 ) -> Any:
     items, total = await service.list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
     # Plain dicts: FastAPI validates them against Page[TaskRead] once, in pydantic's core, which

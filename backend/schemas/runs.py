@@ -6,13 +6,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from backend.schemas.tasks import TaskConfig
+from backend.schemas.text import NAME, TEXT
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-Notes = Annotated[str, StringConstraints(max_length=20_000)]
-Feedback = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=NAME)]
+Notes = Annotated[str, StringConstraints(max_length=20_000, pattern=TEXT)]
+# Not blank: the schema says so with the pattern (a visible character somewhere).
+Feedback = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 
 
 class RunCreate(BaseModel):
@@ -43,7 +45,7 @@ class RunReject(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feedback: Feedback | None = Field(None, description="What to change; required when `replan` is true.")
-    replan: bool = Field(True, description="Draft a new plan with the feedback, or end the run as rejected.")
+    replan: StrictBool = Field(True, description="Draft a new plan with the feedback, or end the run as rejected.")
 
     @model_validator(mode="after")
     def _feedback_for_replan(self) -> RunReject:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Any, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
+
+from backend.schemas.text import LINE_OF_TEXT, TEXT
 
 Role = Literal["mike", "alex", "bob", "charlie"]
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=20_000)]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LINE_OF_TEXT)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LINE_OF_TEXT)]
+Description = Annotated[str, StringConstraints(max_length=20_000, pattern=TEXT)]
 
 
 class TaskConfig(BaseModel):
@@ -19,13 +21,14 @@ class TaskConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_rounds: int | None = Field(None, ge=1, le=20, description="Upper bound on team rounds.")
-    max_revision_rounds: int | None = Field(None, ge=0, le=5, description="Review/revise cycles allowed.")
-    auto_approve_plan: bool | None = Field(None, description="Skip the human plan approval.")
-    budget_usd: float | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
+    # Strict types: "yes" or 0.0 is not a boolean, "3" is not a number (what the schema says).
+    max_rounds: StrictInt | None = Field(None, ge=1, le=20, description="Upper bound on team rounds.")
+    max_revision_rounds: StrictInt | None = Field(None, ge=0, le=5, description="Review/revise cycles allowed.")
+    auto_approve_plan: StrictBool | None = Field(None, description="Skip the human plan approval.")
+    budget_usd: StrictFloat | StrictInt | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
     models: dict[Role, ModelName] | None = Field(None, description="Model per role, e.g. {\"alex\": \"gpt-4o\"}.")
-    stream_deltas: bool | None = Field(None, description="Stream live token deltas as agent.delta events.")
-    allow_concurrent_runs: bool | None = Field(None, description="Allow more than one active run of this task.")
+    stream_deltas: StrictBool | None = Field(None, description="Stream live token deltas as agent.delta events.")
+    allow_concurrent_runs: StrictBool | None = Field(None, description="Allow more than one active run of this task.")
 
     def stored(self) -> dict:
         return self.model_dump(exclude_none=True)
@@ -39,21 +42,21 @@ class TaskCreate(BaseModel):
     config: TaskConfig = Field(default_factory=TaskConfig)
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class TaskUpdate(BaseModel):
-    """A partial update. ``config`` is merged key by key; a key set to null returns to the default."""
+    """A partial update. ``config`` is merged key by key (RFC 7396): a key set to null returns to
+    the default, and ``"config": null`` returns every key to its default."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
-    description: Description | None = None
-    config: dict[str, object] | None = None
-
-    @field_validator("title", "description", mode="before")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be left out but not set to null")
-        return value
+    # May be left out, never null: the default stands for "absent" and is not validated, while
+    # an explicit null is validated as a string and refused, as the schema (string only) says.
+    title: Title = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    description: Description = Field(None, json_schema_extra=_no_default)  # type: ignore[assignment]
+    config: TaskConfig | None = Field(None, description="Keys to change; null for a key resets it.")
 
 
 class TaskRead(BaseModel):

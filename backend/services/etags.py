@@ -10,10 +10,11 @@ def etag(version: int) -> str:
 
 
 def ensure_if_match(if_match: str | None, version: int) -> None:
-    """Raise 412 unless ``If-Match`` is absent, ``*``, or names the current version."""
+    """Raise 412 unless ``If-Match`` is absent, ``*``, or names the current version. A weak tag
+    (``W/"1"``) never matches: If-Match uses the strong comparison (RFC 9110, 13.1.1)."""
     if if_match is None:
         return
-    candidates = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    candidates = {tag.strip() for tag in if_match.split(",")}
     if "*" in candidates or etag(version) in candidates:
         return
     raise PreconditionFailedError(

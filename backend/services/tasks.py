@@ -91,7 +91,7 @@ class TaskService:
             if "description" in changes:
                 task.description = changes["description"]
             if "config" in changes:
-                task.config = merge_config(task.config, changes["config"])
+                task.config = merge_config(task.config, changes["config"] or {}, reset=changes["config"] is None)
             if changes:
                 task.version += 1
                 task.updated_at = utcnow()
@@ -117,16 +117,18 @@ class TaskService:
             await session.commit()
 
     async def _get_task(self, session: AsyncSession, task_id: uuid.UUID) -> Task:
-        """The task to change, with the caller's view of it (others' tasks do not exist)."""
-        task = await TaskRepository(session).get(task_id)
+        """The task to change, row-locked (its version check and write are one step), with the
+        caller's view of it (others' tasks do not exist)."""
+        task = await TaskRepository(session).get(task_id, for_update=True)
         if task is None or not can_see(self.principal, task.owner):
             raise NotFoundError(f"task {task_id} does not exist")
         return task
 
 
-def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396) of a task config, validated as a whole."""
-    merged = dict(current)
+def merge_config(current: dict[str, Any], patch: dict[str, Any], *, reset: bool = False) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) of a task config, validated as a whole; ``reset`` (the patch
+    was ``"config": null``) returns every key to its default."""
+    merged = {} if reset else dict(current)
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)

@@ -95,8 +95,14 @@ class TaskRepository:
         result = await self.session.execute(page, params)
         return _as_dicts(result), int(total or 0)
 
-    async def get(self, task_id: uuid.UUID) -> Task | None:
-        return await self.session.get(Task, task_id)
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+        """The task; ``for_update`` row-locks it until the transaction ends, so a version check
+        and the write that follows are one atomic step (on SQLite ``BEGIN IMMEDIATE`` is the lock)."""
+        if not for_update:
+            return await self.session.get(Task, task_id)
+        return await self.session.scalar(
+            select(Task).where(Task.id == task_id).with_for_update().execution_options(populate_existing=True)
+        )
 
     async def read(self, task_id: uuid.UUID) -> dict[str, Any] | None:
         """One task as a plain mapping, for answers that only read it (no ORM bookkeeping)."""
