@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,9 @@ class RunEvent:
 
     @property
     def terminal(self) -> bool:
-        return self.type in TERMINAL_EVENTS
+        # `run.rejected` also names a rejected plan that is re-planned; only the one that ends
+        # the run carries the final status.
+        return self.type in TERMINAL_EVENTS and (self.type != "run.rejected" or self.data.get("status") == "rejected")
 
 
 class ServiceClient:
@@ -130,12 +132,15 @@ class ServiceClient:
     def artifact(self, run_id: str, name: str) -> bytes:
         return self.request("GET", f"/runs/{run_id}/artifacts/{name}").content
 
-    def events(self, run_id: str, after: int = 0) -> Iterator[RunEvent]:
+    def events(
+        self, run_id: str, after: int = 0, on_reconnect: Callable[[str, int], None] | None = None
+    ) -> Iterator[RunEvent]:
         """The run's stored events after ``after``, live, until its terminal event.
 
         A dropped connection is resumed with ``Last-Event-ID`` (the last ``seq`` received), so
-        nothing is missed, and an event seen already is never yielded twice. Live token previews
-        (``agent.delta``) carry no ``seq`` and are left out.
+        nothing is missed, and an event seen already is never yielded twice; ``on_reconnect`` hears
+        why and after which ``seq``. Live token previews (``agent.delta``) carry no ``seq`` and are
+        left out.
         """
         last_seq = after
         delay = RECONNECT_SECONDS
@@ -175,6 +180,8 @@ class ServiceClient:
             attempts_without_progress = 0 if last_seq > before else attempts_without_progress + 1
             if attempts_without_progress > MAX_RECONNECTS_WITHOUT_PROGRESS:
                 raise ServiceUnreachable(f"lost the event stream of run {run_id}: {reason}")
+            if on_reconnect is not None:
+                on_reconnect(reason, last_seq)
             time.sleep(delay)
 
 

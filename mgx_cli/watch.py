@@ -47,7 +47,7 @@ class RunWatcher:
         progress = RunProgress(run_id)
         final_status = "?"
         with self._display(progress) as display:
-            for event in self.client.events(run_id, after=after):
+            for event in self.client.events(run_id, after=after, on_reconnect=self._say_reconnecting):
                 progress.observe(event)
                 if display is None:
                     click.echo(describe_event(event))
@@ -64,6 +64,10 @@ class RunWatcher:
                 if event.terminal:
                     final_status = str(event.data.get("status") or event.type.removeprefix("run."))
         return final_status
+
+    @staticmethod
+    def _say_reconnecting(reason: str, last_seq: int) -> None:
+        click.echo(f"mgx: event stream interrupted ({reason}); resuming after event {last_seq}", err=True)
 
     @contextlib.contextmanager
     def _display(self, progress: RunProgress) -> Iterator[Live | None]:

@@ -381,3 +381,20 @@ def api_servers(tmp_path: Path) -> Iterator[ServerFactory]:
             except Exception:
                 server.kill()
             print(f"\n--- {server.name} log tail\n{server.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def demo_api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One API for the tests that use the service as a person would (the README's examples, the
+    OpenAPI examples, the ``mgx`` client): started with ``python -m backend.app.main`` on a SQLite
+    file, the fake LLM answering each call after 0.1 s, so a run lasts long enough to be watched."""
+    workdir = tmp_path_factory.mktemp("demo-api")
+    fake, _ = start_fake_llm(latency_seconds=0.1)
+    env = service_env(f"sqlite:///{workdir / 'mgx.db'}", fake.base_url, RUNNER_POLL_SECONDS="0.2")
+    server = ApiServer(env, workdir, name="demo-api", command=[sys.executable, "-m", "backend.app.main"])
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        fake.stop()
+        print(f"\n--- demo-api log tail\n{server.log_tail()}")
