@@ -13,10 +13,12 @@ import json
 import os
 import re
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from mgx_agent.cache import build_response_cache
 from mgx_agent.config import SandboxConfig, TeamConfig
@@ -41,18 +43,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("task", help="what to build, in plain words")
     parser.add_argument("--yes", "-y", action="store_true", help="approve the plan without asking")
     parser.add_argument(
-        "--output", "-o", type=Path, help="artifact directory (default ./mgx-output/<slug>)"
+        "--output", "-o", type=Path,
+        help="artifact directory (default: $XDG_DATA_HOME/mgx-agent/runs/<slug>-<time>, "
+        "i.e. ~/.local/share/mgx-agent/runs/...)",
     )
     parser.add_argument("--max-rounds", type=int, help="total review rounds (1-20)")
     parser.add_argument("--max-revision-rounds", type=int, help="revision rounds (0-5)")
     parser.add_argument("--budget-usd", type=float, help="stop the run when this much is spent")
-    parser.add_argument("--sandbox", choices=["subprocess", "off"], help="override MGX_SANDBOX")
+    parser.add_argument(
+        "--sandbox", choices=["auto", "bwrap", "unsafe-subprocess", "off"], help="override MGX_SANDBOX"
+    )
     parser.add_argument("--stream", action="store_true", help="show live model output")
     parser.add_argument(
         "--human-review", action="store_true", help="have the last word on each of Charlie's reviews"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     return parser
+
+
+def default_output_dir(task: str) -> Path:
+    """Where artifacts go without ``--output``: the user's data directory, never the working
+    directory (which is often a repository), one new folder per run."""
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return data_home / "mgx-agent" / "runs" / f"{task_slug(task)}-{stamp}"
 
 
 def task_slug(task: str) -> str:
@@ -86,7 +100,8 @@ class ProgressPrinter:
             self.out.flush()
             return
         line = {
-            "run.phase": lambda: f"[phase] {data['phase']} (round {data['round']})",
+            # Rounds count from 0 in events; people count from 1.
+            "run.phase": lambda: f"[phase] {data['phase']} (round {data['round'] + 1})",
             "run.phase_finished": lambda: f"[done]  {data['phase']} in {data['seconds']:.2f} s",
             "agent.message": lambda: (
                 f"[{data['role']}] {data['action']}: {len(data['content'])} chars"
@@ -100,9 +115,11 @@ class ProgressPrinter:
 
 
 def _sandbox_line(report: dict) -> str:
+    if report["status"] in ("skipped", "unavailable"):
+        return f"[tests] not run: {report.get('reason') or report.get('output_tail', '')}"
     return (
         f"[tests] {report['status']}: {report['passed']} passed, {report['failed']} failed, "
-        f"{report['errors']} errors ({', '.join(report['isolation']) or 'not run'})"
+        f"{report['errors']} errors (isolation: {report.get('isolation') or 'none'})"
     )
 
 
@@ -183,7 +200,10 @@ async def run(args: argparse.Namespace) -> int:
         llm_config = LLMConfig()
         team_config = team_config_from_args(args)
     except ValidationError as exc:
-        print(f"Invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"mgx_agent: invalid configuration: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except PydanticSettingsError as exc:  # a JSON variable (MGX_LLM_ROLE_MODELS, ...) that does not decode
+        print(f"mgx_agent: invalid configuration: {exc}: {exc.__cause__}", file=sys.stderr)
         return EXIT_ERROR
     client = build_llm_client(llm_config)
     demo = client.provider == "demo"
@@ -228,11 +248,12 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await client.aclose()
         await cache.aclose()
-    output = args.output or Path("mgx-output") / task_slug(args.task)
+    output = args.output or default_output_dir(args.task)
     written = write_artifacts(result, output)
     total = result.usage["total"]
     print(
         f"Outcome: {result.outcome}"
+        + (" (written by the offline demo model)" if demo else "")
         + (f" ({result.stop_reason})" if result.stop_reason else "")
         + f" after {result.rounds} round(s)\n"
         f"Usage: {total['llm_calls']} LLM calls, {total['prompt_tokens']} prompt + "
@@ -246,6 +267,17 @@ async def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "output_dir": str(output)}, indent=2))
     return EXIT_APPROVED if result.approved else EXIT_NOT_APPROVED
+
+
+def _one_line(error: ValidationError) -> str:
+    """Each problem as ``field: message``; LLM settings are named by their variable."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if error.title == "LLMConfig":
+            location = "MGX_LLM_" + location.upper()
+        parts.append(f"{location}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

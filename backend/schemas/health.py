@@ -51,6 +51,14 @@ class StatusRead(BaseModel):
     )
     events: dict[str, Any] = Field(description="Live event subscribers (SSE and WebSocket) and how events of other processes arrive.")
     llm: dict[str, Any] = Field(description="LLM provider; `demo` means the offline demo model.")
+    sandbox: dict[str, Any] = Field(
+        description=(
+            "Where generated tests run: `backend` (`bubblewrap`, `unsafe-subprocess`, `off` or "
+            "`unavailable` with `reason` and `fix`), what is isolated (filesystem, network, pid "
+            "namespace, /proc, host uid), the per-run limits and whether the test runner (pytest) "
+            "is importable inside the sandbox."
+        )
+    )
     auth: dict[str, Any] = Field(
         description="`{\"mode\": \"open\"}` without `API_KEYS`, else `api_keys` with how many keys (never a key)."
     )

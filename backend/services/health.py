@@ -291,4 +291,5 @@ async def status_report(
         "runner": runner_report,
         "events": {"subscribers": events.subscriber_count, "relay": events.relay},
         "llm": llm,
+        "sandbox": provider.sandbox_status,
     }

@@ -4,6 +4,7 @@ cache are shared by every run of the process; usage, budget and team state never
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from mgx_agent.cache import ResponseCache, build_response_cache
 from mgx_agent.config import SandboxConfig, TeamConfig
 from mgx_agent.events import EventCallback
 from mgx_agent.llm import LLMConfig, LLMSession, build_llm_client, build_price_table
+from mgx_agent.sandbox import sandbox_status
 from mgx_agent.team import MGXStyleTeam, TeamResult
 
 from backend.config import Settings
@@ -19,6 +21,18 @@ logger = logging.getLogger("backend.team")
 
 # Task config keys the backend keeps for itself rather than passing to the team.
 BACKEND_ONLY_KEYS = frozenset({"allow_concurrent_runs"})
+
+
+def sandbox_config(settings: Settings) -> SandboxConfig:
+    return SandboxConfig(
+        mode=settings.mgx_sandbox,
+        timeout_seconds=settings.mgx_sandbox_timeout_seconds,
+        memory_mb=settings.mgx_sandbox_memory_mb,
+        max_processes=settings.mgx_sandbox_max_processes,
+        disk_mb=settings.mgx_sandbox_disk_mb,
+        bwrap_path=settings.mgx_sandbox_bwrap,
+        uid=settings.mgx_sandbox_uid,
+    )
 
 
 class MGXTeamProvider:
@@ -35,12 +49,9 @@ class MGXTeamProvider:
             cache_backend=settings.mgx_cache_backend,
             cache_max_entries=settings.mgx_cache_max_entries,
             cache_ttl_seconds=settings.mgx_cache_ttl_seconds,
-            sandbox=SandboxConfig(
-                mode=settings.mgx_sandbox,
-                timeout_seconds=settings.mgx_sandbox_timeout_seconds,
-                memory_mb=settings.mgx_sandbox_memory_mb,
-            ),
+            sandbox=sandbox_config(settings),
         )
+        self.sandbox_status: dict[str, Any] = {"mode": settings.mgx_sandbox, "backend": "not probed"}
         self.cache: ResponseCache | None = None
         if settings.mgx_enable_caching:
             redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -54,6 +65,11 @@ class MGXTeamProvider:
     @property
     def provider(self) -> str:
         return self.client.provider
+
+    async def check_sandbox(self) -> dict[str, Any]:
+        """Probe the sandbox once (off the event loop) and keep what operators are shown."""
+        self.sandbox_status = await asyncio.to_thread(sandbox_status, self.base_config.sandbox)
+        return self.sandbox_status
 
     def describe(self) -> dict[str, Any]:
         """What operators see in /health/status: never the API key."""
