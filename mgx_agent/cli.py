@@ -203,7 +203,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"mgx_agent: invalid configuration: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except PydanticSettingsError as exc:  # a JSON variable (MGX_LLM_ROLE_MODELS, ...) that does not decode
-        print(f"mgx_agent: invalid configuration: {exc}: {exc.__cause__}", file=sys.stderr)
+        field = re.search(r'field "([^"]+)"', str(exc))
+        variable = f"MGX_LLM_{field[1].upper()}" if field else "MGX_LLM_*"
+        print(f"mgx_agent: invalid configuration: {variable}: is not valid JSON ({exc.__cause__})", file=sys.stderr)
         return EXIT_ERROR
     client = build_llm_client(llm_config)
     demo = client.provider == "demo"

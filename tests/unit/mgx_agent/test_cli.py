@@ -15,13 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
-def run_cli(args: list[str], tmp_path: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], tmp_path: Path, stdin: str = "", **variables: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("MGX_LLM_", "MGX_SANDBOX"))
     }
     env["PYTHONPATH"] = str(REPO_ROOT)
+    env["XDG_DATA_HOME"] = str(tmp_path / "data-home")
+    env.update(variables)
     return subprocess.run(
         [sys.executable, "-m", "mgx_agent", *args],
         cwd=tmp_path,
@@ -38,9 +42,14 @@ def test_cli_yes_on_demo_writes_artifacts_and_exits_zero(tmp_path: Path) -> None
 
     assert completed.returncode == 0, completed.stderr
     assert "offline demo model" in completed.stdout
-    assert "Outcome: approved" in completed.stdout
+    assert "Outcome: approved (written by the offline demo model)" in completed.stdout
     assert "[tests] passed" in completed.stdout
-    output = tmp_path / "mgx-output" / "fizzbuzz-up-to-n"
+    assert "(round 1)" in completed.stdout and "(round 0)" not in completed.stdout
+    # Not into the working directory (often a repository): the user's data directory.
+    assert [path.name for path in tmp_path.iterdir()] == ["data-home"]
+    (output,) = (tmp_path / "data-home" / "mgx-agent" / "runs").iterdir()
+    assert output.name.startswith("fizzbuzz-up-to-n-")
+    assert f"Artifacts: 6 files in {output}" in completed.stdout
     names = {p.name for p in output.iterdir()}
     assert names == {
         "plan.json",
@@ -73,7 +82,7 @@ def test_cli_rejection_without_feedback_exits_three(tmp_path: Path) -> None:
 
     assert completed.returncode == 3
     assert "Plan rejected" in completed.stdout
-    assert not (tmp_path / "mgx-output").exists()
+    assert not (tmp_path / "data-home").exists()
 
 
 def test_cli_invalid_option_value_is_reported(tmp_path: Path) -> None:
@@ -81,3 +90,11 @@ def test_cli_invalid_option_value_is_reported(tmp_path: Path) -> None:
 
     assert completed.returncode == 2
     assert "max_revision_rounds" in completed.stderr
+
+
+def test_cli_invalid_json_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    completed = run_cli(["reverse a string", "--yes"], tmp_path, MGX_LLM_ROLE_MODELS="{alex: gpt}")
+
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("mgx_agent: invalid configuration: MGX_LLM_ROLE_MODELS: is not valid JSON")
+    assert len(completed.stderr.strip().splitlines()) == 1
