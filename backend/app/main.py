@@ -23,6 +23,7 @@ from backend.app.limits import install_limits
 from backend.app.problems import install_problem_handlers
 from backend.app.response_headers import RATE_LIMIT_HEADERS
 from backend.app import startup
+from backend.app.openapi_examples import add_request_examples
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.console import CONSOLE_URL, install_console
@@ -236,6 +237,7 @@ def _register_problem_schema(app: FastAPI) -> None:
             components.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
             for name, definition in components["Problem"].pop("$defs", {}).items():
                 components.setdefault(name, definition)
+            add_request_examples(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
