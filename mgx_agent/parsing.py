@@ -191,7 +191,7 @@ _FIRST_LINE_PATH = re.compile(
 # A line above the block that holds only its path: '### app.py', '**`app.py`**', 'app.py:',
 # 'Filename: app.py', '**File:** `app.py`', '1. `app.py`'.
 _HEADING_PATH = re.compile(
-    r"^[\s#>*_`-]*(?:\d+[.)]\s*)?(?:(?:file(?:name)?|path)[\s*_`]*:[\s*_`]*)?"
+    r"^[\s#>*_`-]*(?:\d+[.)][\s*_`]*)?(?:(?:file(?:name)?|path)[\s*_`]*:[\s*_`]*)?"
     rf"(?P<path>{_PATH_TOKEN})[\s*_`:]*$",
     re.IGNORECASE,
 )

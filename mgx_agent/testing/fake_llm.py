@@ -45,7 +45,13 @@ _POLL_SECONDS = 0.02
 class FakeReply:
     """One scripted answer. ``body`` replaces the whole response body (for malformed replies);
     ``hang`` never answers (for timeouts and cancellation); ``usage`` overrides token counts;
-    ``omit_usage`` leaves usage out like some local servers do."""
+    ``omit_usage`` leaves usage out like some local servers do.
+
+    Shaped like real providers: ``finish_reason`` ("length" for a reply cut off at the token
+    limit); ``reasoning`` sent in a ``reasoning_content`` field (DeepSeek, vLLM's reasoning
+    parser); ``stream_ends_early`` stops a stream after the content with neither a
+    finish_reason nor ``[DONE]`` (a dropped proxy connection); ``keepalive_only`` streams SSE
+    keep-alive comments and never any data."""
 
     content: str = ""
     status: int = 200
@@ -56,6 +62,10 @@ class FakeReply:
     usage: TokenUsage | None = None
     omit_usage: bool = False
     model: str | None = None
+    finish_reason: str = "stop"
+    reasoning: str | None = None
+    stream_ends_early: bool = False
+    keepalive_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,13 +315,21 @@ class FakeLLMServer:
         usage = reply.usage or TokenUsage(
             prompt_tokens=_prompt_tokens(logged.messages), completion_tokens=_tokens(reply.content)
         )
+        if logged.stream and reply.keepalive_only:
+            keepalives = self._keepalives(request)
+            return StreamingResponse(keepalives, media_type="text/event-stream", headers=headers)
         if logged.stream:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             final_usage = usage if include_usage and not reply.omit_usage else None
-            chunks = _stream_chunks(reply.content, model, final_usage)
+            chunks = _stream_chunks(reply, model, final_usage)
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-        payload = _completion(reply.content, model, None if reply.omit_usage else usage)
+        payload = _completion(reply, model, None if reply.omit_usage else usage)
         return JSONResponse(payload, headers=headers)
+
+    async def _keepalives(self, request: Request) -> AsyncIterator[bytes]:
+        while not self._closing.is_set() and not await request.is_disconnected():
+            yield b": keep-alive\n\n"
+            await asyncio.sleep(0.05)
 
     def _reply_for(self, request: FakeRequest) -> FakeReply:
         with self._lock:
@@ -347,19 +365,16 @@ def _usage_json(usage: TokenUsage) -> dict[str, int]:
     }
 
 
-def _completion(content: str, model: str, usage: TokenUsage | None) -> dict[str, Any]:
+def _completion(reply: FakeReply, model: str, usage: TokenUsage | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.reasoning is not None:
+        message["reasoning_content"] = reply.reasoning
     payload: dict[str, Any] = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
     }
     if usage is not None:
         payload["usage"] = _usage_json(usage)
@@ -367,7 +382,7 @@ def _completion(content: str, model: str, usage: TokenUsage | None) -> dict[str,
 
 
 async def _stream_chunks(
-    content: str, model: str, usage: TokenUsage | None
+    reply: FakeReply, model: str, usage: TokenUsage | None
 ) -> AsyncIterator[bytes]:
     ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -380,9 +395,14 @@ async def _stream_chunks(
 
     opening = {"role": "assistant", "content": ""}
     yield chunk([{"index": 0, "delta": opening, "finish_reason": None}])
-    for piece in _STREAM_PIECE.findall(content):
+    for piece in _STREAM_PIECE.findall(reply.reasoning or ""):
+        delta = {"reasoning_content": piece, "content": None}
+        yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+    for piece in _STREAM_PIECE.findall(reply.content):
         yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
-    yield chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+    if reply.stream_ends_early:
+        return
+    yield chunk([{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}])
     if usage is not None:
         yield chunk([], usage=_usage_json(usage))
     yield b"data: [DONE]\n\n"

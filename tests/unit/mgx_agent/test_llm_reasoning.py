@@ -1,0 +1,101 @@
+"""Reasoning models: thinking is taken out of the answer before parsing, kept for the log,
+and never sent back in a later prompt."""
+
+from __future__ import annotations
+
+import pytest
+
+from mgx_agent.events import AgentMessage, TeamEvent
+from mgx_agent.llm import OpenAICompatibleClient
+from mgx_agent.llm.reasoning import split_reasoning
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
+from tests.model_replies import (
+    FIZZBUZZ_CODE,
+    QWEN_REVIEW_ORPHAN_CLOSE,
+    R1_ANALYZE,
+    R1_CODE_WITH_DRAFT,
+    TASK,
+)
+from tests.unit.mgx_agent.team_support import make_team
+
+
+@pytest.mark.parametrize(
+    ("content", "answer", "reasoning"),
+    [
+        ("<think>\nhmm\n</think>\n\nVERDICT: APPROVED", "VERDICT: APPROVED", "hmm"),
+        ("<thinking>a</thinking><reasoning>b</reasoning>\nX", "X", "a\n\nb"),
+        ("musing\n</think>\nX", "X", "musing"),
+        ("<think>\n\n</think>\n\nX", "X", ""),  # Qwen3 with thinking switched off
+        ("<think>still thinking when the tokens ran out", "", "still thinking when the tokens ran out"),
+        ("```python\nTAG = '</think>'\n```", "```python\nTAG = '</think>'\n```", ""),
+        ("plain answer", "plain answer", ""),
+    ],
+)
+def test_reasoning_is_split_from_the_answer(content: str, answer: str, reasoning: str) -> None:
+    split = split_reasoning(content)
+    assert (split.answer, split.reasoning) == (answer, reasoning)
+
+
+async def test_draft_code_in_think_block_does_not_count_as_the_answer(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    fake_llm.enqueue(R1_ANALYZE, role="mike", action="AnalyzeTask")
+    fake_llm.enqueue(R1_CODE_WITH_DRAFT, role="alex", action="WriteCode")
+    fake_llm.enqueue(QWEN_REVIEW_ORPHAN_CLOSE, role="charlie", action="ReviewCode")
+    events: list[TeamEvent] = []
+    team = make_team(client, events)
+
+    plan = await team.analyze_and_plan(TASK)
+    team.approve_plan()
+    result = await team.execute()
+
+    assert plan.complexity == "XS"  # "Complexity: XS? no, maybe S" in the thinking is ignored
+    assert len(fake_llm.requests_for(action="AnalyzeTask")) == 1
+    assert len(fake_llm.requests_for(action="WriteCode")) == 1  # no re-ask
+    assert [(f.path, f.content) for f in result.files] == [("fizzbuzz.py", FIZZBUZZ_CODE)]
+    assert result.outcome == "approved"
+    assert result.review is not None
+    assert result.review.notes == ("The implementation matches the task and every test passes.",)
+    messages = {(e.role, e.action): e for e in events if isinstance(e, AgentMessage)}
+    assert "print(i)" in (messages["alex", "WriteCode"].reasoning or "")
+    assert "<think>" not in messages["alex", "WriteCode"].content
+    assert "Maybe the tests are wrong" in (messages["charlie", "ReviewCode"].reasoning or "")
+
+
+async def test_reasoning_content_field_stays_out_of_the_answer_and_the_next_prompt(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    # DeepSeek's API: the thinking in reasoning_content; this answer breaks the format, so
+    # the re-ask quotes the answer back, and must not quote the thinking.
+    fake_llm.enqueue(
+        FakeReply(content="Sure, fizzbuzz is easy.", reasoning="SECRET-MUSING about modulo"),
+        role="alex",
+        action="WriteCode",
+    )
+    events: list[TeamEvent] = []
+    team = make_team(client, events)
+    await team.analyze_and_plan(TASK)
+    team.approve_plan()
+
+    result = await team.execute()
+
+    assert result.outcome == "approved"
+    code_requests = fake_llm.requests_for(action="WriteCode")
+    assert len(code_requests) == 2
+    assert "Sure, fizzbuzz is easy." in code_requests[1].prompt_text
+    assert all("SECRET-MUSING" not in request.prompt_text for request in fake_llm.requests)
+    first = next(e for e in events if isinstance(e, AgentMessage) and e.action == "WriteCode")
+    assert first.reasoning == "SECRET-MUSING about modulo"
+
+
+async def test_streamed_reasoning_content_is_kept_apart(fake_llm: FakeLLMServer) -> None:
+    from mgx_agent.llm import LLMConfig, LLMSession
+
+    fake_llm.enqueue(FakeReply(content="COMPLEXITY: S", reasoning="thinking hard"))
+    streaming = OpenAICompatibleClient(LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0))
+    try:
+        session = LLMSession(streaming, default_model="deepseek-reasoner")
+        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
+    finally:
+        await streaming.aclose()
+    assert (response.content, response.reasoning) == ("COMPLEXITY: S", "thinking hard")
