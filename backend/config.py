@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     api_reload: bool = False
     api_workers: int = Field(1, ge=1, le=64)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_CORS_ORIGINS))
+    # The URL clients reach the service at, as the A2A agent card advertises it (behind a proxy:
+    # the proxy's URL); default http://API_HOST:API_PORT, with localhost for a wildcard host.
+    api_public_url: str | None = None
 
     # Authentication: comma-separated name:key[:admin] entries; empty runs the API open.
     api_keys: SecretStr | None = None
@@ -159,7 +162,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", "api_keys", mode="before")
+    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", "api_keys", "api_public_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -228,6 +231,16 @@ class Settings(BaseSettings):
     def api_key_entries(self) -> list[ApiKey]:
         """The parsed ``API_KEYS`` (digests only); empty when the API runs open."""
         return [] if self.api_keys is None else parse_api_keys(self.api_keys.get_secret_value())
+
+    @property
+    def public_url(self) -> str:
+        """``API_PUBLIC_URL`` without a trailing slash, or the URL the server listens at."""
+        if self.api_public_url:
+            return self.api_public_url.rstrip("/")
+        host = "localhost" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.api_port}"
 
     @property
     def host_is_loopback(self) -> bool:

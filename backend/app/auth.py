@@ -2,7 +2,8 @@
 ``backend.app.admission``), the OpenAPI security schemes, and the guard that refuses to serve an
 open API on a network address.
 
-Every route except ``/``, ``/health/*`` and the API documentation requires a key, sent as
+Every route except ``/``, ``/health/*``, the API documentation, the console page and the A2A agent
+card requires a key, sent as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Event streams (SSE and WebSocket) also
 accept ``?access_token=<key>``, because a browser's ``EventSource`` and ``WebSocket`` cannot send
 headers; that query parameter is removed from uvicorn's log lines. A WebSocket without a valid key
@@ -32,6 +33,7 @@ from backend.app.limits import enforce_rate_limit
 from backend.config import Settings, SettingsError
 from backend.console import CONSOLE_STATIC_URL, CONSOLE_URL
 from backend.errors import UnauthorizedError
+from backend.protocols.a2a.card import AGENT_CARD_PATHS
 from backend.schemas.problem import PROBLEM_MEDIA_TYPE
 
 __all__ = ["Principal", "PrincipalDep", "authenticate", "install_authentication"]
@@ -80,7 +82,8 @@ def is_public(app: FastAPI, path: str) -> bool:
     public: frozenset[str] | None = getattr(app.state, "public_paths", None)
     if public is None:  # asked once per app: this runs on every request
         public = frozenset(
-            {"/", "/health", DOCS_URL, REDOC_URL, CONSOLE_URL, f"{CONSOLE_URL}/", app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+            {"/", "/health", DOCS_URL, REDOC_URL, CONSOLE_URL, f"{CONSOLE_URL}/", app.openapi_url, app.swagger_ui_oauth2_redirect_url,
+             *AGENT_CARD_PATHS}
         )
         app.state.public_paths = public
     return path in public or path.startswith(PUBLIC_PREFIXES)
@@ -254,5 +257,6 @@ def install_authentication(app: FastAPI, settings: Settings) -> None:
     schemes and keep access tokens out of the logs. Call after every route is registered."""
     ensure_not_open_on_network(settings)
     app.state.key_ring = KeyRing(settings.api_key_entries())
-    _document_security(app)
+    if settings.api_keys is not None:  # an open API documents no security it does not ask for
+        _document_security(app)
     _install_log_redaction()
