@@ -1,0 +1,71 @@
+"""The service runs the same engine as the library: replies shaped like real models' over
+HTTP, through the runner, to a run's status, result and error."""
+
+from __future__ import annotations
+
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
+
+from tests.integration.backend.conftest import start_run, wait_for_status
+from tests.model_replies import (
+    APPROVAL_DESPITE_FAILURE,
+    R1_CODE_WITH_DRAFT,
+    TRUNCATED_CODE,
+    WRONG_TESTS,
+)
+
+PROSE_ONLY = "Sure! You can implement FizzBuzz with a loop and the modulo operator."
+
+
+async def test_failed_run_retried_as_a_new_run_reaches_the_model_again(run_app, fake_llm: FakeLLMServer) -> None:
+    client = await run_app(mgx_enable_caching=True, mgx_cache_backend="memory")
+    fake_llm.enqueue(PROSE_ONLY, role="alex", action="WriteCode")
+    fake_llm.enqueue(PROSE_ONLY, role="alex", action="WriteCode")
+    task, first = await start_run(client, {"auto_approve_plan": True})
+    failed = await wait_for_status(client, first["id"], {"completed", "failed"})
+    assert failed["status"] == "failed"
+    assert failed["error"]["code"] == "malformed_output"
+    assert "after one corrective re-ask" in failed["error"]["message"]
+
+    response = await client.post("/runs/", json={"task_id": task["id"]})
+    assert response.status_code == 201, response.text
+    second = await wait_for_status(client, response.json()["id"], {"completed", "failed"})
+
+    assert second["status"] == "completed", second["error"]
+    retried = [r.action for r in fake_llm.requests if r.run_label == second["id"]]
+    assert retried == ["WriteCode", "WriteTest", "ReviewCode"]  # planning came from the cache
+
+
+async def test_cut_off_reply_fails_the_run_with_llm_truncated(run_app, fake_llm: FakeLLMServer) -> None:
+    client = await run_app()
+    cut = FakeReply(content=TRUNCATED_CODE, finish_reason="length")
+    fake_llm.enqueue(cut, role="alex", action="WriteCode")
+    fake_llm.enqueue(cut, role="alex", action="WriteCode")
+    _, run = await start_run(client, {"auto_approve_plan": True})
+
+    done = await wait_for_status(client, run["id"], {"completed", "failed"})
+
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "llm_truncated"
+    assert "MGX_LLM_MAX_TOKENS" in done["error"]["message"]
+
+
+async def test_think_block_and_approval_over_a_failing_test_end_completed_after_bob_fixes_it(
+    run_app, fake_llm: FakeLLMServer
+) -> None:
+    client = await run_app(mgx_sandbox="unsafe-subprocess")
+    fake_llm.enqueue(R1_CODE_WITH_DRAFT, role="alex", action="WriteCode")
+    fake_llm.enqueue(WRONG_TESTS, role="bob", action="WriteTest")
+    fake_llm.enqueue(APPROVAL_DESPITE_FAILURE, role="charlie", action="ReviewCode")
+    _, run = await start_run(client, {"auto_approve_plan": True})
+
+    done = await wait_for_status(client, run["id"], {"completed", "failed"}, timeout=30)
+
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["rounds"] == 2
+    assert done["result"]["verification"]["tests"] == "passed"
+    logs = (await client.get(f"/runs/{run['id']}/logs", params={"limit": 200})).json()
+    lines = [item["data"].get("message", "") for item in logs["items"] if item["type"] == "run.log"]
+    assert any("treated as CHANGES_REQUIRED" in line for line in lines)
+    messages = [item["data"] for item in logs["items"] if item["type"] == "agent.message"]
+    first_code = next(m for m in messages if m["action"] == "WriteCode")
+    assert "<think>" not in first_code["content"] and "print(i)" in first_code["reasoning"]
