@@ -71,6 +71,7 @@ def result_summary(result: TeamResult) -> dict[str, Any]:
         "complexity": result.complexity,
         "demo": result.demo,
         "stop_reason": result.stop_reason,
+        "verification": result.verification,
         "files": [source.path for source in result.files],
         "tests": [source.path for source in result.tests],
         "sandbox": {key: report.get(key) for key in ("passed", "failed", "errors", "timed_out") if key in report},
