@@ -109,6 +109,7 @@ class ProgressPrinter:
             "artifact.created": lambda: f"[file]  {data['name']} ({len(data['content'])} bytes)",
             "sandbox.result": lambda: _sandbox_line(data["report"]),
             "run.plan_ready": lambda: "[plan]  ready",
+            "run.log": lambda: f"[{data['level']}] {data['message']}",
         }.get(kind)
         if line is not None:
             print(line(), file=self.out, flush=True)
