@@ -109,7 +109,8 @@ async function start() {
     showError(error);
   }
   window.addEventListener("console:unauthorized", () => {
-    if (!consoleState.keysRequired) return;
+    // While signing in there is no view yet: the sign-in form reports the refused key itself.
+    if (!consoleState.keysRequired || !consoleState.current) return;
     credentials.key = null;
     consoleState.current?.dispose?.();
     consoleState.current = null;

@@ -65,7 +65,7 @@ export class RunPage {
     this.run = await getJson(`runs/${this.runId}`);
     this.task = await getJson(`tasks/${this.run.task_id}`).catch(() => null);
     this.renderRun();
-    this.select("timeline", false);
+    this.select(this.run.status === "awaiting_approval" ? "plan" : "timeline", false);
     this.stream.open();
     this.clock = setInterval(() => this.renderFacts(), 1000);
   }
@@ -84,7 +84,10 @@ export class RunPage {
     Object.assign(this.timeline.dataset, { lastSeq: this.stream.lastSeq, received: this.stream.received, duplicates: this.stream.duplicates });
     if (event.type === "agent.message") this.previews.get(event.data.role)?.remove();
     if (event.type === "agent.message") this.previews.delete(event.data.role);
-    if (event.type === "run.status") this.run.status = event.data.status;
+    if (event.type === "run.status") {
+      this.run.status = event.data.status;
+      this.renderActions();
+    }
     if (event.type === "run.phase" && event.data.state === "started" && event.data.phase !== "planning") this.run.phase = event.data.phase;
     if (event.type === "run.approval_required" && !this.tabChosen) this.select("plan", false);
     if (REFRESHING_EVENTS.has(event.type)) this.scheduleRefresh();
@@ -93,7 +96,8 @@ export class RunPage {
   }
 
   preview(event) {
-    const { role, text } = event.data.data ?? event.data;
+    const { role, text } = event.data;
+    this.streamState.dataset.deltas = Number(this.streamState.dataset.deltas || 0) + 1;
     let box = this.previews.get(role);
     if (!box) {
       box = h("div", { class: `preview role-${role}`, dataset: { role } }, h("strong", {}, `${ROLE_NAMES[role] || role} is writing…`), h("pre", { class: "message" }));
