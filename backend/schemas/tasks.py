@@ -28,6 +28,10 @@ class TaskConfig(BaseModel):
     budget_usd: StrictFloat | StrictInt | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
     models: dict[Role, ModelName] | None = Field(None, description="Model per role, e.g. {\"alex\": \"gpt-4o\"}.")
     stream_deltas: StrictBool | None = Field(None, description="Stream live token deltas as agent.delta events.")
+    require_passing_tests: StrictBool | None = Field(
+        None,
+        description="Complete a run only over tests that ran and passed (default true); false lets an approval stand over failing tests.",
+    )
     allow_concurrent_runs: StrictBool | None = Field(None, description="Allow more than one active run of this task.")
 
     def stored(self) -> dict:
