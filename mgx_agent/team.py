@@ -347,6 +347,10 @@ class MGXStyleTeam:
 
     async def _revise_code(self, plan: Plan) -> None:
         state = self._state
+        if state.revision is None:
+            # A checkpoint from before revisions were routed: its round is not counted yet.
+            state.round += 1
+            state.revision = {"queue": ["alex"], "done": [], "changed": False}
         previous = self._files(state.files)
         review = Review.from_dict(state.review) if state.review else None
         files = await actions.write_code(

@@ -26,10 +26,8 @@ _FENCE = re.compile(r"^[ \t]*(?:```|~~~)", re.MULTILINE)  # an opening or closin
 
 @dataclass(frozen=True)
 class SplitReply:
-    answer: str
+    answer: str  # empty when the reply opened a reasoning block and never closed it
     reasoning: str
-    # True when the reply opened a reasoning block and never closed it: there is no answer.
-    unclosed: bool = False
 
 
 def split_reasoning(content: str) -> SplitReply:
@@ -56,7 +54,7 @@ def split_reasoning(content: str) -> SplitReply:
     unclosed = _LEADING_UNCLOSED.match(rest)
     if unclosed is not None:
         reasoning.append(unclosed.group("body").strip())
-        return SplitReply("", _join(reasoning), unclosed=True)
+        return SplitReply("", _join(reasoning))
     return SplitReply(rest.lstrip("\r\n").rstrip() if reasoning else rest, _join(reasoning))
 
 

@@ -3,10 +3,15 @@ over tests that ran and passed."""
 
 from __future__ import annotations
 
-from mgx_agent.events import RunLog, TeamEvent
+import json
+
+import pytest
+
+from mgx_agent.errors import LLMError
+from mgx_agent.events import PhaseFinished, RunLog, TeamEvent
 from mgx_agent.llm import OpenAICompatibleClient
 from mgx_agent.prompts import scrub_test_output
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeRequest
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest
 from tests.model_replies import APPROVAL_DESPITE_FAILURE, REVIEW_WRONG_TEST, TASK, WRONG_TESTS
 from tests.unit.mgx_agent.team_support import make_team
 
@@ -138,3 +143,30 @@ def test_test_output_for_the_model_carries_no_host_paths_or_plugins() -> None:
         assert host_detail not in scrubbed
     assert "test_fizzbuzz.py:9: AssertionError" in scrubbed
     assert "FAILED test_fizzbuzz.py::test_three_is_a_number" in scrubbed
+
+
+async def test_run_resumed_after_the_review_sends_the_revision_to_bob_again(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    fake_llm.enqueue(WRONG_TESTS, role="bob", action="WriteTest")
+    fake_llm.enqueue(REVIEW_WRONG_TEST, role="charlie", action="ReviewCode")
+    # The first worker dies as Bob is asked to revise: its WriteTest call fails outright.
+    fake_llm.enqueue(FakeReply(status=400, content="worker lost"), role="bob", action="WriteTest")
+    events: list[TeamEvent] = []
+    first = make_team(client, events, sandbox=SANDBOX)
+    await first.analyze_and_plan(TASK)
+    first.approve_plan()
+    with pytest.raises(LLMError):
+        await first.execute()
+    checkpoint = json.loads(
+        json.dumps([e.checkpoint for e in events if isinstance(e, PhaseFinished) and e.phase == "reviewing"][-1])
+    )
+    assert checkpoint["next_phase"] == "testing" and checkpoint["revision"]["queue"] == ["bob"]
+
+    resumed = make_team(client, sandbox=SANDBOX)
+    resumed.restore(checkpoint)
+    calls_before = len(fake_llm.requests)
+    result = await resumed.execute()
+
+    assert result.outcome == "approved" and result.rounds == 2
+    assert [r.action for r in fake_llm.requests[calls_before:]] == ["WriteTest", "ReviewCode"]
