@@ -19,6 +19,7 @@ from backend import __version__
 from backend.app.auth import announce_access, install_authentication
 from backend.app.admission import install_admission
 from backend.app.docs import install_offline_docs
+from backend.app.hardening import make_process_undumpable
 from backend.app.limits import install_limits
 from backend.app.problems import install_problem_handlers
 from backend.app.response_headers import RATE_LIMIT_HEADERS
@@ -35,7 +36,7 @@ from backend.observability.http import install_request_observability
 from backend.observability.logs import configure_logging, uvicorn_log_config
 from backend.observability.run_log import RunTransitionLog
 from backend.protocols import install_protocols
-from backend.routers import events, health, runs, tasks
+from backend.routers import events, health, identity, runs, tasks
 from backend.routers import metrics as metrics_routes
 from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
@@ -86,6 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         session_factory = create_session_factory(engine)
         provider = MGXTeamProvider(settings, app.state.llm_config)
+        make_process_undumpable()
         sandbox = await provider.check_sandbox()
         sandbox_safe = sandbox["backend"] == "bubblewrap" and sandbox.get("test_runner")
         logger.log(logging.INFO if sandbox_safe else logging.WARNING, describe_sandbox_line(sandbox))
@@ -203,7 +205,10 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         )
 
     # Routes are matched in order: the API's own first, then the probes, metrics and the docs.
-    add_routes(app, tasks.router, runs.router, events.router, events.ws_router, health.router, metrics_routes.router)
+    add_routes(
+        app, tasks.router, runs.router, events.router, events.ws_router, identity.router, health.router,
+        metrics_routes.router,
+    )
     install_protocols(app, settings)
     install_offline_docs(app)
     install_console(app)

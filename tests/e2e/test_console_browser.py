@@ -129,6 +129,7 @@ def test_a_task_created_in_the_console_runs_live_through_approval_to_completion(
     page = recorded.page
     page.set_viewport_size({"width": 1280, "height": 900})
     console.sign_in(page, ALICE_KEY)
+    expect(page.get_by_test_id("signed-in")).to_have_text("Signed in as alice")
     page.get_by_role("link", name="New task").first.click()
     page.get_by_label("Title").fill("FizzBuzz")
     page.get_by_label("What should the team build?").fill("write fizzbuzz(n) returning the sequence for 1..n")

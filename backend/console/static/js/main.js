@@ -1,7 +1,7 @@
 // The console's shell: service status (demo banner, whether keys are needed), sign-in, the
 // error notice and the hash routes (#/runs, #/runs/<id>, #/tasks, #/tasks/new, #/tasks/<id>/edit).
 
-import { credentials, getJson, request } from "./api.js";
+import { credentials, getJson } from "./api.js";
 import { h, replaceChildren } from "./dom.js";
 import { RunPage } from "./run_page.js";
 import { RunsPage } from "./runs_page.js";
@@ -12,7 +12,7 @@ const main = document.getElementById("main");
 const identity = document.getElementById("identity");
 const demoBanner = document.getElementById("demo-banner");
 
-const consoleState = { keysRequired: false, current: null };
+const consoleState = { keysRequired: false, current: null, identity: null };
 
 function routeFor(hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean);
@@ -51,15 +51,17 @@ function showIdentity() {
     identity.replaceChildren();
     return;
   }
+  const who = consoleState.identity;
   replaceChildren(
     identity,
-    h("span", { "data-testid": "signed-in" }, `Signed in with key …${credentials.key.slice(-4)}`),
+    h("span", { "data-testid": "signed-in" }, who ? `Signed in as ${who.name}${who.admin ? " (admin: sees everyone's work)" : ""}` : "Signed in"),
     h("button", { type: "button", class: "link", onclick: signOut }, "Sign out"),
   );
 }
 
 function signOut() {
   credentials.key = null;
+  consoleState.identity = null;
   showIdentity();
   route();
 }
@@ -81,7 +83,7 @@ function showSignIn(message = "") {
     event.preventDefault();
     credentials.key = input.value.trim();
     try {
-      await request("tasks/", { query: { limit: 1 } });
+      consoleState.identity = await getJson("whoami");
     } catch (problem) {
       credentials.key = null;
       error.textContent = problem.status === 401 ? "That API key is not valid. Check it and try again." : problem.message;
@@ -117,6 +119,9 @@ async function start() {
     showSignIn("The API key was refused (it is not valid, or no longer configured). Sign in again.");
   });
   window.addEventListener("hashchange", route);
+  if (consoleState.keysRequired && credentials.key) {
+    consoleState.identity = await getJson("whoami").catch(() => null);
+  }
   showIdentity();
   route();
 }

@@ -2,11 +2,11 @@
 
 import { apiUrl, credentials, download, request } from "./api.js";
 import { codeBlock, diffBlock } from "./code_view.js";
-import { formatBytes, formatCost, formatSeconds, formatTime, formatTokens, h } from "./dom.js";
+import { formatBytes, formatCost, formatDateTime, formatSeconds, formatTime, formatTokens, h } from "./dom.js";
 import { finishedPhases, latestUsage, reviewsOf, rounds, sandboxResults } from "./run_history.js";
 import { showError } from "./shell.js";
 
-export const ROLE_NAMES = { mike: "Mike", alex: "Alex", bob: "Bob", charlie: "Charlie", human: "You" };
+export const ROLE_NAMES = { mike: "Mike", alex: "Alex", bob: "Bob", charlie: "Charlie", human: "Human" };
 const REPORT_ARTIFACTS = new Set(["plan.json", "review.md", "sandbox-report.json"]);
 const TEST_FILE = /(^|\/)(test_[^/]*\.py|conftest\.py)$/;
 
@@ -19,7 +19,7 @@ function describe(event) {
     case "run.status": return ["system", `Status ${data.previous ?? "–"} → ${data.status}${data.outcome ? ` (${data.outcome})` : ""}`];
     case "run.phase": return ["system", data.state === "started" ? `Phase ${data.phase} started${data.round ? ` (round ${data.round + 1})` : ""}` : `Phase ${data.phase} finished in ${formatSeconds(data.seconds)}`];
     case "run.plan_ready": return ["mike", `Plan ready: ${data.plan?.summary ?? ""}`];
-    case "run.approval_required": return ["system", `Waiting for your approval (until ${formatTime(data.expires_at)})`];
+    case "run.approval_required": return ["system", `Waiting for approval (until ${formatDateTime(data.expires_at)})`];
     case "run.approved": return ["human", data.automatic ? "Plan approved automatically" : `Plan approved${data.comment ? `: ${data.comment}` : ""}`];
     case "run.rejected": return ["human", `Plan rejected${data.feedback ? `: ${data.feedback}` : ""}${data.replan ? " (re-planning)" : ""}`];
     case "artifact.created": return ["system", `File ${data.name} (${formatBytes(data.size)})`];
@@ -38,6 +38,8 @@ export function timelineItem(event) {
   if (event.type === "agent.message") {
     const { role, action, content, llm } = event.data;
     const lines = content.split("\n");
+    // The summary line is the first line of prose, not a code fence.
+    const headline = lines.find((line) => line.trim() && !line.startsWith("```")) ?? "";
     const cost = llm ? `${formatTokens(llm.prompt_tokens)} + ${formatTokens(llm.completion_tokens)} tokens · ${llm.cost_known === false ? "cost unknown" : formatCost(llm.cost_usd)} · ${llm.model}${llm.cache === "hit" ? " · cached" : ""}` : "";
     return h(
       "li",
@@ -45,7 +47,7 @@ export function timelineItem(event) {
       h("time", { datetime: event.created_at }, formatTime(event.created_at)),
       h("div", { class: "event-body" },
         h("div", { class: "event-head" }, h("strong", {}, ROLE_NAMES[role] || role), ` ${action}`, cost ? h("span", { class: "muted usage-note" }, cost) : null),
-        h("details", {}, h("summary", {}, lines[0].slice(0, 160) || "(empty)", lines.length > 1 ? ` … (${lines.length} lines)` : ""), h("pre", { class: "message" }, content)),
+        h("details", {}, h("summary", {}, headline.slice(0, 160) || "(empty)", lines.length > 1 ? ` … (${lines.length} lines)` : ""), h("pre", { class: "message" }, content)),
       ),
     );
   }
