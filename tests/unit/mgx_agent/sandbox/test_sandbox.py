@@ -7,7 +7,9 @@ stop are in ``test_attacks.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -208,3 +210,15 @@ async def test_a_missing_test_runner_is_named(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(SandboxUnavailableError, match="pytest is not installed") as raised:
         await Sandbox(SandboxConfig(mode="auto")).run(CODE, [])
     assert raised.value.code == "sandbox_unavailable"
+
+
+async def test_host_paths_are_scrubbed_from_what_the_reviewer_sees() -> None:
+    tests = [SourceFile("test_json.py", "import json\n\ndef test_parse():\n    json.loads('{oops')\n")]
+
+    report = await Sandbox(SandboxConfig(mode="bwrap", timeout_seconds=20)).run(CODE, tests)
+
+    text = report.output_tail + json.dumps(report.failures)
+    assert report.status == "failed" and "json/decoder.py" in text
+    for host_path in {sys.prefix, sys.base_prefix, "/sandbox/workspace"}:
+        assert host_path not in text
+    assert "<python>/" in text
