@@ -53,18 +53,35 @@ def test_schema_check_rejects_a_misspelt_condition(compose: dict[str, Any], comp
 
 def test_images_and_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"api", "postgres", "redis"}
+    assert set(services) == {"migrate", "api", "postgres", "redis"}
     assert services["postgres"]["image"] == "postgres:15-alpine"
     assert services["redis"]["image"] == "redis:7-alpine"
     for name, service in services.items():
-        assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
+        if name != "migrate":  # a one-shot job: its exit status is its health
+            assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
 
 
 def test_api_starts_after_healthy_dependencies(compose: dict[str, Any]) -> None:
     depends_on = compose["services"]["api"]["depends_on"]
     assert depends_on == {
+        "migrate": {"condition": "service_completed_successfully"},
         "postgres": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
+    }
+
+
+def test_migrations_run_once_before_any_api_replica(compose: dict[str, Any]) -> None:
+    migrate, api = compose["services"]["migrate"], compose["services"]["api"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["restart"] == "no"
+    assert migrate["image"] == api["image"]
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    # The API serves only, so scaled replicas never migrate concurrently.
+    assert api["command"] == ["python", "-m", "backend.app.main"]
+    assert api["environment"]["DB_AUTO_MIGRATE"] == "false"
+    database = {key: value for key, value in api["environment"].items() if key.startswith(("DB_", "DATABASE_"))}
+    assert {key: migrate["environment"][key] for key in database if key != "DB_AUTO_MIGRATE"} == {
+        key: value for key, value in database.items() if key != "DB_AUTO_MIGRATE"
     }
 
 
@@ -74,7 +91,6 @@ def test_api_is_built_here_and_checked_like_the_image(compose: dict[str, Any]) -
     assert (PROJECT_ROOT / "Dockerfile").exists()
     image_healthcheck = next(i for i in final_stage(dockerfile_instructions()) if i.keyword == "HEALTHCHECK")
     assert api["healthcheck"]["test"] == ["CMD", *image_healthcheck.exec_form()]
-    assert "command" not in api  # the image's CMD: migrations, then the service
 
 
 def test_postgres_data_lives_in_a_named_volume(compose: dict[str, Any]) -> None:

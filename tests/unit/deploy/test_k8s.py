@@ -164,3 +164,15 @@ def test_kustomization_lists_the_serving_resources_only() -> None:
     listed = kustomization["resources"]
     assert all((K8S_DIR / name).exists() for name in listed)
     assert "secret.example.yaml" not in listed and "migration-job.yaml" not in listed
+
+
+def test_example_settings_need_no_redis(resources: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody provides a Redis in deploy/k8s/: with the example's values, readiness checks none
+    and the cache is per pod (README, Kubernetes, says how to add one)."""
+    from backend.config import load_settings
+
+    for name, value in {**resources[CONFIG_MAP]["data"], **resources[SECRET]["stringData"]}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.redis_url is None
+    assert settings.mgx_cache_backend != "redis"
