@@ -82,9 +82,9 @@ class Console:
         page.get_by_role("button", name="Sign in").click()
         page.get_by_test_id("signed-in").wait_for()
 
-    def screenshot(self, page: Page, name: str) -> Path:
+    def screenshot(self, page: Page, name: str, *, full_page: bool = True) -> Path:
         path = self.screenshots / name
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=full_page)
         return path
 
 
@@ -162,7 +162,7 @@ def test_a_task_created_in_the_console_runs_live_through_approval_to_completion(
         message = timeline.locator(".event-message").filter(has_text=action)
         assert role in message.first.inner_text() and "tokens" in message.first.inner_text()
     assert "Plan approved: looks right" in timeline.inner_text()
-    console.screenshot(page, "console-run.png")
+    console.screenshot(page, "console-run.png", full_page=False)  # docs/console-run.png
 
     page.get_by_role("tab", name="Files").click()
     page.locator("pre.code .hljs-keyword").first.wait_for()  # highlighted Python

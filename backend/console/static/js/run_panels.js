@@ -39,7 +39,7 @@ export function timelineItem(event) {
     const { role, action, content, llm } = event.data;
     const lines = content.split("\n");
     // The summary line is the first line of prose, not a code fence.
-    const headline = lines.find((line) => line.trim() && !line.startsWith("```")) ?? "";
+    const headline = lines.find((line) => /[A-Za-z0-9]/.test(line) && !line.startsWith("```")) ?? "";
     const cost = llm ? `${formatTokens(llm.prompt_tokens)} + ${formatTokens(llm.completion_tokens)} tokens · ${llm.cost_known === false ? "cost unknown" : formatCost(llm.cost_usd)} · ${llm.model}${llm.cache === "hit" ? " · cached" : ""}` : "";
     return h(
       "li",
