@@ -7,8 +7,8 @@ committed one is logged once, by the process that made it. Every line carries th
 ``run_id`` (text: ``run_id=...`` at the end; JSON: a field), whoever made the change (a runner
 worker or an API request).
 
-    run queued -> planning (attempt 1) task=1f0c... run_id=8d0c...
-    run running -> failed: revision_limit (the review did not approve after 2 rounds) cost=$0.0042 ...
+    run queued -> planning task=1f0c... run_id=8d0c...
+    run running -> failed: revision_limit (...) cost=$0.0042 task=1f0c... run_id=8d0c...
 """
 
 from __future__ import annotations
@@ -72,6 +72,6 @@ def _reason(data: dict[str, Any]) -> str:
         return f" ({data['reason']})"
     if data.get("outcome"):
         return f" (outcome {data['outcome']})"
-    if data.get("attempt"):
-        return f" (attempt {data['attempt']})"
+    if isinstance(data.get("attempt"), int) and data["attempt"] > 0:  # counted from 0: a retry
+        return f" (attempt {data['attempt'] + 1})"
     return ""
