@@ -110,7 +110,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             with CuttingProxy(server.port) as proxy:
                 yield Console(server, proxy, screenshots)
         finally:
-            server.stop()
+            server.kill()  # nothing here needs a graceful stop, and it takes seconds
 
 
 def assert_clean(recorded: RecordedPage, console: Console, allowed_errors: tuple[str, ...] = ()) -> None:
@@ -211,6 +211,7 @@ def test_a_revision_round_shows_what_the_reviewer_asked_next_to_the_diff(
 ) -> None:
     run = console.create_run(ALICE_KEY, "fizzbuzz revised", f"write fizzbuzz(n) {REVISION_MARKER}", auto_approve_plan=True)
     page = recorded.page
+    page.set_viewport_size({"width": 390, "height": 844})  # long diff lines scroll in their box on a phone
     console.sign_in(page, ALICE_KEY, f"#/runs/{run['id']}")
     wait_for_status(page, "completed")
     page.get_by_role("tab", name="Revisions").click()
@@ -220,6 +221,7 @@ def test_a_revision_round_shows_what_the_reviewer_asked_next_to_the_diff(
     assert code_diff.get_attribute("data-state") == "changed"
     assert code_diff.locator(".diff-del").inner_text().endswith('"""FizzBuzz."""')
     assert code_diff.locator(".diff-add").inner_text().endswith(REVISED_LINE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.get_by_role("tab", name="Review").click()
     verdicts = page.locator(".reviews > li").evaluate_all("items => items.map((i) => i.dataset.verdict)")
     assert verdicts == ["CHANGES_REQUIRED", "APPROVED"]

@@ -89,7 +89,6 @@ export class RunPage {
       this.renderActions();
     }
     if (event.type === "run.phase" && event.data.state === "started" && event.data.phase !== "planning") this.run.phase = event.data.phase;
-    if (event.type === "run.approval_required" && !this.tabChosen) this.select("plan", false);
     if (REFRESHING_EVENTS.has(event.type)) this.scheduleRefresh();
     this.renderStatus();
     if (this.tab !== "timeline" && this.tab !== "files") this.renderPanel();
@@ -120,7 +119,10 @@ export class RunPage {
 
   async refresh() {
     this.run = await getJson(`runs/${this.runId}`);
+    // The plan comes forward when the run (as the API says now, not a replayed event) awaits approval.
+    if (this.run.status === "awaiting_approval" && !this.tabChosen) this.tab = "plan";
     this.renderRun();
+    this.select(this.tab, false);
   }
 
   // Rendering
