@@ -144,6 +144,8 @@ class RunsRequestHandler(RequestHandler):
         services = services_of(context)
         run, after = await self._act_on(params.message, services)
         yield task_of(run)
+        if STATE_OF_STATUS[run.status] in STREAM_ENDS:
+            return
         async for event in self._follow(services, run, after):
             yield event
 
@@ -155,7 +157,10 @@ class RunsRequestHandler(RequestHandler):
         if run.status in run_states.TERMINAL_STATUSES:
             raise UnsupportedOperationError(message=f"task {run.id} is {run.status}; there is nothing to follow")
         after = await self._event_head(services, run)
-        yield await self._task(services, run.id)
+        snapshot = await self._task(services, run.id)
+        yield snapshot
+        if snapshot.status.state in STREAM_ENDS:
+            return
         async for event in self._follow(services, run, after):
             yield event
 
