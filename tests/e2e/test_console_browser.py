@@ -27,6 +27,7 @@ ALICE_KEY, BOB_KEY = "alice-console-key-4b1d", "bob-console-key-9e22"
 REVISION_MARKER = "(one revision round please)"
 REVIEW_NOTE = "Name the sequence's rules in the module docstring"
 REVISED_LINE = '"""FizzBuzz: multiples of 3 are Fizz, of 5 Buzz, of both FizzBuzz."""'
+MARKUP_TITLE = '<img src=x onerror="window.injected=1">fizzbuzz'
 # Where the screenshots go: MGX_SCREENSHOT_DIR if set (docs/console-run.png comes from there).
 SCREENSHOT_ENV = "MGX_SCREENSHOT_DIR"
 
@@ -181,14 +182,24 @@ def test_a_task_created_in_the_console_runs_live_through_approval_to_completion(
     with page.expect_download() as download:
         page.get_by_role("button", name="Download all files").click()
     assert download.value.suggested_filename.endswith(".zip")
+    with page.expect_download() as transcript:
+        page.get_by_role("button", name="Transcript").click()
+    assert "run.completed" in Path(transcript.value.path()).read_text()
+    page.get_by_role("tab", name="Files").click()
+    with page.expect_download() as raw:  # a raw link, fetched with the key
+        page.get_by_role("link", name="raw").click()
+    assert raw.value.suggested_filename == "test_fizzbuzz.py"  # the file chosen before
     assert_clean(recorded, console)
 
 
 def test_rejecting_with_feedback_replans_then_cancel_ends_the_run(console: Console, recorded: RecordedPage) -> None:
-    run = console.create_run(ALICE_KEY, "fizzbuzz to re-plan")
+    # The title is markup that would run a script if it were ever parsed as HTML.
+    run = console.create_run(ALICE_KEY, MARKUP_TITLE)
     page = recorded.page
     console.sign_in(page, ALICE_KEY, f"#/runs/{run['id']}")
     page.get_by_role("button", name="Reject plan").wait_for()
+    expect(page.locator("#run-title")).to_contain_text(MARKUP_TITLE)
+    assert page.locator("#run-title img").count() == 0 and page.evaluate("window.injected") is None
     page.get_by_label("What should change?").fill("Also handle n = 0")
     page.get_by_role("button", name="Reject plan").click()
 
@@ -222,6 +233,9 @@ def test_a_revision_round_shows_what_the_reviewer_asked_next_to_the_diff(
     assert code_diff.locator(".diff-del").inner_text().endswith('"""FizzBuzz."""')
     assert code_diff.locator(".diff-add").inner_text().endswith(REVISED_LINE)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.get_by_role("tab", name="Revisions").press("ArrowRight")  # the tabs work from the keyboard
+    expect(page.get_by_role("tab", name="Tests")).to_be_focused()
+    expect(page.get_by_role("tab", name="Tests")).to_have_attribute("aria-selected", "true")
     page.get_by_role("tab", name="Review").click()
     verdicts = page.locator(".reviews > li").evaluate_all("items => items.map((i) => i.dataset.verdict)")
     assert verdicts == ["CHANGES_REQUIRED", "APPROVED"]
