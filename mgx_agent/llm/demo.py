@@ -87,8 +87,8 @@ def _review(solution: DemoSolution, prompt: str) -> str:
         count = f"{passed.group(1)} " if passed else ""
         notes = [f"All {count}tests passed in the sandbox."]
     elif state in ("skipped", "unavailable"):
-        notes = [f"Tests were not run (sandbox {'off' if state == 'skipped' else state}); "
-                 "approving on reading the code alone."]
+        why = "sandbox off" if state == "skipped" else "no sandbox isolation available"
+        notes = [f"Tests were not run ({why}); approving on reading the code alone."]
     else:
         output = _section(prompt, "Test output") or ""
         failures = re.findall(r"^(?:FAILED|ERROR) (\S+)(?: - (.*))?$", output, re.MULTILINE)

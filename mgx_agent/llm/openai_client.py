@@ -6,8 +6,12 @@ One ``httpx.AsyncClient`` per client instance is shared by every run. Transient 
 honouring Retry-After; everything else becomes an ``mgx_agent.errors`` type whose message says
 what the user can change. The API key never appears in an error message or log line.
 
-A streamed call that breaks midway is retried like any other, so ``on_delta`` may see the
-start of the reply twice; deltas are a live preview, the returned content is authoritative.
+A streamed call that breaks midway, or ends with neither a finish_reason nor ``[DONE]``, is
+retried like any other, so ``on_delta`` may see the start of the reply twice; deltas are a live
+preview, the returned content is authoritative. Each attempt has one deadline for the whole
+exchange, bodies are read in pieces up to ``max_reply_bytes`` and decoded as UTF-8 with invalid
+bytes replaced (noted in ``warnings``); a ``reasoning_content``/``reasoning`` field is returned
+apart from the content. The request is shaped per model (``model_options``).
 """
 
 from __future__ import annotations
@@ -191,11 +195,11 @@ class OpenAICompatibleClient:
                 "POST", self._endpoint, json=payload, headers=headers
             ) as response:
                 if response.status_code != 200:
-                    text = _decode(await self._read_capped(response, _ERROR_BODY_BYTES), [])
+                    text = await _error_text(response)
                     raise self._status_failure(
                         response.status_code, response.headers, text, payload
                     )
-                raw = await self._read_capped(response, self._max_body_bytes)
+                raw = await self._read_capped(response)
         except httpx.HTTPError as exc:
             raise self._transport_failure(exc) from exc
         text = _decode(raw, warnings)
@@ -205,15 +209,12 @@ class OpenAICompatibleClient:
             raise self._bad_response(f"a body that is not JSON: {_excerpt(text)}") from None
         return self._parse_completion(body, payload, messages, warnings)
 
-    async def _read_capped(self, response: httpx.Response, limit: int) -> bytes:
-        """The body, or the start of it for error bodies; refuses one larger than ``limit``
-        for completions without reading the rest."""
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        """The completion's body; one over the cap is refused without reading the rest."""
         data = bytearray()
         async for piece in response.aiter_bytes():
             data += piece
-            if len(data) > limit:
-                if limit == _ERROR_BODY_BYTES:
-                    break
+            if len(data) > self._max_body_bytes:
                 raise self._too_large()
         return bytes(data)
 
@@ -237,7 +238,7 @@ class OpenAICompatibleClient:
                 "POST", self._endpoint, json=payload, headers=headers
             ) as response:
                 if response.status_code != 200:
-                    text = _decode(await self._read_capped(response, _ERROR_BODY_BYTES), [])
+                    text = await _error_text(response)
                     raise self._status_failure(
                         response.status_code, response.headers, text, payload
                     )
@@ -506,6 +507,16 @@ def _usage_from(raw: Any) -> TokenUsage | None:
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+async def _error_text(response: httpx.Response) -> str:
+    """The start of an error body: enough to quote, never the whole of a huge one."""
+    data = bytearray()
+    async for piece in response.aiter_bytes():
+        data += piece
+        if len(data) > _ERROR_BODY_BYTES:
+            break
+    return _decode(bytes(data[:_ERROR_BODY_BYTES]), [])
 
 
 def _reasoning_field(message: dict[str, Any]) -> str:

@@ -39,12 +39,15 @@ def split_reasoning(content: str) -> SplitReply:
     reasoning: list[str] = []
     rest = content
     orphan = _ORPHAN_CLOSE.search(rest)
-    if orphan is not None and _OPENING.search(rest, 0, orphan.start()) is None:
-        # The opening tag was part of the prompt template: all before the first closing tag is
-        # thinking (drafts of code included), unless the tag sits inside a code block.
-        if len(_FENCE.findall(rest, 0, orphan.start())) % 2 == 0:
-            reasoning.append(rest[: orphan.start()].strip())
-            rest = rest[orphan.end() :]
+    # The opening tag was part of the prompt template: all before the first closing tag is
+    # thinking (drafts of code included), unless the tag sits inside a code block.
+    if (
+        orphan is not None
+        and _OPENING.search(rest, 0, orphan.start()) is None
+        and len(_FENCE.findall(rest, 0, orphan.start())) % 2 == 0
+    ):
+        reasoning.append(rest[: orphan.start()].strip())
+        rest = rest[orphan.end() :]
     while True:
         block = _LEADING_BLOCK.match(rest)
         if block is None:

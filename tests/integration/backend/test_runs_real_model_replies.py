@@ -4,7 +4,6 @@ HTTP, through the runner, to a run's status, result and error."""
 from __future__ import annotations
 
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
-
 from tests.integration.backend.conftest import start_run, wait_for_status
 from tests.model_replies import (
     APPROVAL_DESPITE_FAILURE,

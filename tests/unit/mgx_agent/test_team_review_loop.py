@@ -36,7 +36,7 @@ async def test_wrong_test_is_rewritten_by_bob_in_round_two(
     assert result.outcome == "approved"
     assert result.rounds == 2
     assert len(fake_llm.requests_for(action="WriteCode")) == 1  # Alex's correct code was kept
-    first_tests, second_tests = fake_llm.requests_for(action="WriteTest")
+    _, second_tests = fake_llm.requests_for(action="WriteTest")
     assert "## Current tests" in second_tests.prompt_text
     assert "test_three_is_a_number expects" in second_tests.prompt_text
     assert "FAILED test_fizzbuzz.py::test_three_is_a_number" in second_tests.prompt_text
