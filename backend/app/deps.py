@@ -12,6 +12,9 @@ from fastapi import Depends, Header, Query, Request
 from backend.config import Settings
 
 MAX_PAGE_SIZE = 200
+# Optional parameters are typed by their value, with None as the default standing for "absent":
+# a header or query parameter is never null, and `anyOf [..., null]` in the schema made clients
+# (and fuzzers) send the text "null".
 # Offsets are bound as 32-bit integers on PostgreSQL; no list gets near this many rows.
 MAX_OFFSET = 2**31 - 1
 # Event numbers are 64-bit; a cursor past this cannot name an event.
@@ -28,7 +31,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (at most 200).")]
 OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Number of items to skip.")]
 IdempotencyKeyHeader = Annotated[
-    str | None,
+    str,
     Header(
         alias="Idempotency-Key",
         min_length=1,
@@ -37,7 +40,7 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 IfMatchHeader = Annotated[
-    str | None,
+    str,
     Header(
         alias="If-Match",
         max_length=1000,

@@ -71,7 +71,7 @@ async def stream_run_events(
     principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ, description="Replay events with seq greater than this.")] = 0,
     last_event_id: Annotated[
-        int | None,
+        int,
         Header(
             alias="Last-Event-ID", ge=0, le=MAX_EVENT_SEQ, description="Sent by EventSource on reconnect; wins over `after`."
         ),

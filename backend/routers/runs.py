@@ -16,6 +16,7 @@ from backend.app.deps import (
     OffsetQuery,
 )
 from backend.routers.answers import created_answer
+from backend.routers.links import ARTIFACT_LINKS, RUN_LINKS, linked
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.runs import (
@@ -66,8 +67,8 @@ async def list_runs(
     service: RunServiceDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
-    task_id: Annotated[uuid.UUID | None, Query(description="Only runs of this task.")] = None,
-    status_filter: Annotated[RunStatus | None, Query(alias="status", description="Only runs in this status.")] = None,
+    task_id: Annotated[uuid.UUID, Query(description="Only runs of this task.")] = None,
+    status_filter: Annotated[RunStatus, Query(alias="status", description="Only runs in this status.")] = None,
 ) -> Page[RunRead]:
     items, total = await service.list_runs(task_id=task_id, status=status_filter, limit=limit, offset=offset)
     return Page[RunRead](items=[run_read(run) for run in items], total=total, limit=limit, offset=offset)
@@ -78,7 +79,7 @@ async def list_runs(
     response_model=RunRead,
     status_code=status.HTTP_201_CREATED,
     summary="Start a run of a task (queued; Mike plans it first)",
-    responses=error_responses(404, 409, 415, 422),
+    responses={**linked(201, "The run was queued (or replayed for the same Idempotency-Key).", RUN_LINKS), **error_responses(404, 409, 415, 422)},
 )
 async def create_run(
     body: RunCreate, service: RunServiceDep, response: Response, idempotency_key: IdempotencyKeyHeader = None
@@ -87,7 +88,12 @@ async def create_run(
     return created_answer(created, response)
 
 
-@router.get("/{run_id}", response_model=RunRead, summary="Get a run", responses=error_responses(404, 422))
+@router.get(
+    "/{run_id}",
+    response_model=RunRead,
+    summary="Get a run",
+    responses={**linked(200, "The run.", RUN_LINKS), **error_responses(404, 422)},
+)
 async def get_run(run_id: RunId, service: RunServiceDep, response: Response) -> RunRead:
     return _with_etag(await service.get_run_read(run_id), response)
 
@@ -151,7 +157,7 @@ async def cancel_run(run_id: RunId, service: RunServiceDep, response: Response) 
     "/{run_id}/artifacts",
     response_model=list[ArtifactRead],
     summary="List a run's artifacts",
-    responses=error_responses(404, 422),
+    responses={**linked(200, "The run's artifacts, by name.", ARTIFACT_LINKS), **error_responses(404, 422)},
 )
 async def list_artifacts(run_id: RunId, service: RunServiceDep) -> list[ArtifactRead]:
     return [ArtifactRead.model_validate(item) for item in await service.list_artifacts(run_id)]
@@ -211,7 +217,7 @@ async def run_logs(
     service: RunServiceDep,
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_SEQ, description="Return events with seq greater than this.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    accept: Annotated[str | None, Header()] = None,
+    accept: Annotated[str, Header()] = None,
 ) -> Any:
     events = await service.list_events(run_id, after=after, limit=limit)
     items = [RunEventRead.model_validate(event) for event in events]

@@ -14,6 +14,7 @@ from backend.app.deps import (
     OffsetQuery,
 )
 from backend.routers.answers import created_answer
+from backend.routers.links import TASK_LINKS, linked
 from backend.schemas.common import Page
 from backend.schemas.problem import error_responses
 from backend.schemas.tasks import TaskCreate, TaskRead, TaskUpdate
@@ -47,9 +48,9 @@ async def list_tasks(
     service: TaskServiceDep,
     limit: LimitQuery = 50,
     offset: OffsetQuery = 0,
-    status_filter: Annotated[TaskStatus | None, Query(alias="status", description="Only tasks in this status.")] = None,
+    status_filter: Annotated[TaskStatus, Query(alias="status", description="Only tasks in this status.")] = None,
     q: Annotated[
-        str | None, Query(max_length=200, pattern=NAME, description="Text to find in title or description.")
+        str, Query(max_length=200, pattern=NAME, description="Text to find in title or description.")
     ] = None,
 ) -> Any:
     items, total = await service.list_tasks(status=status_filter, query=q, limit=limit, offset=offset)
@@ -63,7 +64,7 @@ async def list_tasks(
     response_model=TaskRead,
     status_code=status.HTTP_201_CREATED,
     summary="Create a task",
-    responses=error_responses(409, 415, 422),
+    responses={**linked(201, "The task was created (or replayed for the same Idempotency-Key).", TASK_LINKS), **error_responses(409, 415, 422)},
 )
 async def create_task(
     body: TaskCreate, service: TaskServiceDep, response: Response, idempotency_key: IdempotencyKeyHeader = None
@@ -72,7 +73,12 @@ async def create_task(
     return created_answer(created, response)
 
 
-@router.get("/{task_id}", response_model=TaskRead, summary="Get a task", responses=error_responses(404, 422))
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    summary="Get a task",
+    responses={**linked(200, "The task.", TASK_LINKS), **error_responses(404, 422)},
+)
 async def get_task(task_id: uuid.UUID, service: TaskServiceDep, response: Response) -> Any:
     task = await service.read_task(task_id)
     response.headers["ETag"] = etag(task["version"])

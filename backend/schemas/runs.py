@@ -42,7 +42,8 @@ class RunApprove(BaseModel):
 
 
 class RunReject(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # The schema says what the validator below checks: replanning (the default) needs feedback.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=lambda schema: _replan_needs_feedback(schema))
 
     feedback: Feedback | None = Field(None, description="What to change; required when `replan` is true.")
     replan: StrictBool = Field(True, description="Draft a new plan with the feedback, or end the run as rejected.")
@@ -52,6 +53,28 @@ class RunReject(BaseModel):
         if self.replan and not self.feedback:
             raise ValueError("feedback is required to replan: say what to change, or set replan to false")
         return self
+
+
+def _replan_needs_feedback(schema: dict[str, Any]) -> None:
+    """Two shapes instead of one: ``replan`` true (or left out) with feedback, or false."""
+    properties = schema.pop("properties")
+    feedback, replan = properties["feedback"], properties["replan"]
+    text = next(choice for choice in feedback["anyOf"] if choice.get("type") == "string")
+    schema.pop("additionalProperties", None)
+    schema["oneOf"] = [
+        {
+            "title": "RunRejectReplan",
+            "properties": {"feedback": {**text, "description": feedback.get("description", "")}, "replan": {**replan, "const": True}},
+            "required": ["feedback"],
+            "additionalProperties": False,
+        },
+        {
+            "title": "RunRejectEnd",
+            "properties": {"feedback": feedback, "replan": {**replan, "const": False, "default": False}},
+            "required": ["replan"],
+            "additionalProperties": False,
+        },
+    ]
 
 
 class RunError(BaseModel):

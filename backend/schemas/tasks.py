@@ -25,7 +25,7 @@ class TaskConfig(BaseModel):
     max_rounds: StrictInt | None = Field(None, ge=1, le=20, description="Upper bound on team rounds.")
     max_revision_rounds: StrictInt | None = Field(None, ge=0, le=5, description="Review/revise cycles allowed.")
     auto_approve_plan: StrictBool | None = Field(None, description="Skip the human plan approval.")
-    budget_usd: StrictFloat | StrictInt | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
+    budget_usd: StrictFloat | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
     models: dict[Role, ModelName] | None = Field(None, description="Model per role, e.g. {\"alex\": \"gpt-4o\"}.")
     stream_deltas: StrictBool | None = Field(None, description="Stream live token deltas as agent.delta events.")
     require_passing_tests: StrictBool | None = Field(
@@ -33,6 +33,10 @@ class TaskConfig(BaseModel):
         description="Complete a run only over tests that ran and passed (default true); false lets an approval stand over failing tests.",
     )
     allow_concurrent_runs: StrictBool | None = Field(None, description="Allow more than one active run of this task.")
+    engine: Literal["native", "metagpt"] | None = Field(
+        None,
+        description="Engine that runs the team: native (default, MGX_ENGINE) or metagpt (MetaGPT's roles, out of process).",
+    )
 
     def stored(self) -> dict:
         return self.model_dump(exclude_none=True)
