@@ -79,7 +79,10 @@ class ActionContext:
             return parse(_answer(response))
         except OutputFormatError as second:
             raise MalformedOutputError(
-                role.name, f"{action} output unusable after one corrective re-ask: {second}"
+                role.name,
+                f"{action} output unusable after one corrective re-ask: {second} (a new run asks "
+                f"the model again; a stronger model for {role.name} in MGX_LLM_ROLE_MODELS or the "
+                "task's models follows the format more reliably)",
             ) from None
 
     async def _reply(
