@@ -169,10 +169,12 @@ def show_run(obj: Context, run_id: str) -> None:
     with obj.client() as client:
         run = client.get_run(run_id)
     total = (run.get("usage") or {}).get("total") or {}
+    result = run.get("result") or {}
     summary = {
         **{key: run.get(key) for key in ("id", "task_id", "status", "phase", "complexity", "label")},
         "plan": (run.get("plan") or {}).get("summary"),
-        "result": run.get("result"),
+        "outcome": _outcome(result) if result else None,
+        "files": ", ".join([*result.get("files", []), *result.get("tests", [])]) or None,
         "error": run.get("error"),
         "tokens": total.get("total_tokens", 0),
         "cost_usd": total.get("cost_usd", 0),
@@ -195,7 +197,8 @@ def watch_run(obj: Context, run_id: str, yes: bool, after: int) -> None:
 def _watch(obj: Context, client: ServiceClient, run_id: str, yes: bool, after: int) -> None:
     live = obj.console.is_terminal and not obj.as_json
     status = RunWatcher(client, obj.console, live=live, assume_yes=yes).watch(run_id, after=after)
-    click.echo(f"run {run_id} {status}")
+    result = client.get_run(run_id).get("result") or {}
+    click.echo(f"run {run_id} {status}" + (f": {_outcome(result)}" if result else ""))
     if status != "completed":
         raise SystemExit(exit_codes.RUN_NOT_COMPLETED)
 
@@ -279,6 +282,14 @@ def download_run(obj: Context, run_id: str, directory: Path | None, everything: 
             click.echo(str(target))
     if not targets:
         click.echo(f"run {run_id} has no files to download yet", err=True)
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """The run's outcome as a person reads it, saying when the offline demo model wrote it."""
+    text = str(result.get("outcome", "?"))
+    if result.get("stop_reason"):
+        text += f" ({result['stop_reason']})"
+    return text + (", written by the offline demo model" if result.get("demo") else "")
 
 
 def _inside(directory: Path, name: str) -> Path:

@@ -38,7 +38,7 @@ def test_ending_the_run_from_the_prompt_rejects_it_and_exits_1(cli_server: ApiSe
     result = run_cli(cli_server.base_url, "runs", "watch", run_id, stdin="e\n")
 
     assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stdout.rstrip().endswith(f"run {run_id} rejected")
+    assert result.stdout.rstrip().splitlines()[-1].startswith(f"run {run_id} rejected")
     assert api.get(f"/runs/{run_id}").json()["status"] == "rejected"
 
 

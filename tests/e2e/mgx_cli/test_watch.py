@@ -38,7 +38,7 @@ def test_watch_resumes_after_a_cut_stream_without_losing_or_repeating_an_event(
     resumed_from = int(re.search(r"last-event-id: (\d+)", heads[1], re.IGNORECASE)[1])
     assert 0 < resumed_from < len(seen)
     assert f"resuming after event {resumed_from}" in result.stderr
-    assert result.stdout.rstrip().endswith(f"run {run_id} completed")
+    assert result.stdout.rstrip().splitlines()[-1].startswith(f"run {run_id} completed: approved")
 
 
 def test_watch_of_a_run_waiting_for_approval_without_input_exits_5(cli_server: ApiServer, api: httpx.Client) -> None:
