@@ -72,7 +72,9 @@ export class TasksPage {
     const page = await getJson("tasks/", { limit: PAGE_SIZE, offset, q: this.search.value.trim(), status: this.status.value });
     replaceChildren(this.rows, page.items.map((task) => this.row(task)));
     if (!page.items.length) {
-      this.rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, page.total ? "No tasks on this page." : "No tasks yet: create one with New task.")));
+      const filtered = this.search.value.trim() || this.status.value;
+      const empty = page.total ? "No tasks on this page." : filtered ? "No tasks match the search." : "No tasks yet: create one with New task.";
+      this.rows.append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, empty)));
     }
     const last = Math.min(page.total, offset + page.items.length);
     this.summary.textContent = page.total ? `${offset + 1}–${last} of ${page.total}` : "";
