@@ -3,12 +3,11 @@ HTTP, through the runner, to a run's status, result and error."""
 
 from __future__ import annotations
 
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
+from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.integration.backend.conftest import start_run, wait_for_status
 from tests.model_replies import (
     APPROVAL_DESPITE_FAILURE,
     R1_CODE_WITH_DRAFT,
-    TRUNCATED_CODE,
     WRONG_TESTS,
 )
 
@@ -32,20 +31,6 @@ async def test_failed_run_retried_as_a_new_run_reaches_the_model_again(run_app, 
     assert second["status"] == "completed", second["error"]
     retried = [r.action for r in fake_llm.requests if r.run_label == second["id"]]
     assert retried == ["WriteCode", "WriteTest", "ReviewCode"]  # planning came from the cache
-
-
-async def test_cut_off_reply_fails_the_run_with_llm_truncated(run_app, fake_llm: FakeLLMServer) -> None:
-    client = await run_app()
-    cut = FakeReply(content=TRUNCATED_CODE, finish_reason="length")
-    fake_llm.enqueue(cut, role="alex", action="WriteCode")
-    fake_llm.enqueue(cut, role="alex", action="WriteCode")
-    _, run = await start_run(client, {"auto_approve_plan": True})
-
-    done = await wait_for_status(client, run["id"], {"completed", "failed"})
-
-    assert done["status"] == "failed"
-    assert done["error"]["code"] == "llm_truncated"
-    assert "MGX_LLM_MAX_TOKENS" in done["error"]["message"]
 
 
 async def test_think_block_and_approval_over_a_failing_test_end_completed_after_bob_fixes_it(

@@ -153,7 +153,8 @@ async def test_run_resumed_after_the_review_sends_the_revision_to_bob_again(
     # The first worker dies as Bob is asked to revise: its WriteTest call fails outright.
     fake_llm.enqueue(FakeReply(status=400, content="worker lost"), role="bob", action="WriteTest")
     events: list[TeamEvent] = []
-    first = make_team(client, events, sandbox=SANDBOX)
+    # Routing alone is under test here: no sandbox needed, Charlie's review is scripted.
+    first = make_team(client, events)
     await first.analyze_and_plan(TASK)
     first.approve_plan()
     with pytest.raises(LLMError):
@@ -163,7 +164,7 @@ async def test_run_resumed_after_the_review_sends_the_revision_to_bob_again(
     )
     assert checkpoint["next_phase"] == "testing" and checkpoint["revision"]["queue"] == ["bob"]
 
-    resumed = make_team(client, sandbox=SANDBOX)
+    resumed = make_team(client)
     resumed.restore(checkpoint)
     calls_before = len(fake_llm.requests)
     result = await resumed.execute()
