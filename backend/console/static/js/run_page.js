@@ -82,8 +82,11 @@ export class RunPage {
     this.events.push(event);
     this.timeline.append(timelineItem(event));
     Object.assign(this.timeline.dataset, { lastSeq: this.stream.lastSeq, received: this.stream.received, duplicates: this.stream.duplicates });
-    if (event.type === "agent.message") this.previews.get(event.data.role)?.remove();
-    if (event.type === "agent.message") this.previews.delete(event.data.role);
+    if (event.type === "agent.message") {
+      // The whole message is in the timeline now: its live preview goes.
+      this.previews.get(event.data.role)?.remove();
+      this.previews.delete(event.data.role);
+    }
     if (event.type === "run.status") {
       this.run.status = event.data.status;
       this.renderActions();
@@ -214,7 +217,6 @@ export class RunPage {
       const { data } = await request(`runs/${this.runId}/${verb}`, { method: "POST", body });
       this.run = data;
       this.renderRun();
-      if (verb !== "cancel" && this.stream.ended) this.stream.open();
     } catch (error) {
       showError(error);
     }
