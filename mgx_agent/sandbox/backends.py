@@ -113,7 +113,7 @@ class _Backend:
         return ChildLimits(
             memory_bytes=self.config.memory_mb * _MIB,
             cpu_seconds=self.config.cpu_seconds,
-            max_processes=None if cgroup else self.config.max_processes,
+            max_processes=None if cgroup else process_limit(self.config.max_processes, uid),
             cgroup_procs=cgroup.join_paths() if cgroup else [],
             uid=uid,
         )
@@ -121,9 +121,11 @@ class _Backend:
     def _new_cgroup(self) -> RunCgroup | None:
         return RunCgroup.create(self.config.max_processes, self.config.memory_mb * _MIB)
 
-    def _limit_description(self, cgroup: RunCgroup | None) -> dict[str, Any]:
+    def _limit_description(self, cgroup: RunCgroup | None, host_uid: int) -> dict[str, Any]:
+        # The kernel never applies RLIMIT_NPROC to uid 0, so without a cgroup root has no cap.
+        fallback = "rlimit" if host_uid != 0 else "none (uid 0 without a cgroup)"
         return {
-            "processes": "cgroup" if cgroup else "rlimit",
+            "processes": "cgroup" if cgroup else fallback,
             "memory": "cgroup" if cgroup else "rlimit per process",
             "max_processes": self.config.max_processes,
             "memory_mb": self.config.memory_mb,
@@ -137,13 +139,17 @@ class BubblewrapBackend(_Backend):
         super().__init__(config)
         self.variant = variant
 
-    def isolated(self, cgroup_available: bool | None = None) -> dict[str, Any]:
+    @property
+    def host_uid(self) -> int:
+        return self.variant.uid if self.variant.uid is not None else os.geteuid()
+
+    def isolated(self) -> dict[str, Any]:
         return {
             "filesystem": True,
             "network": True,
             "pid_namespace": True,
             "proc": "private" if self.variant.proc else "not mounted",
-            "host_uid": self.variant.uid if self.variant.uid is not None else os.geteuid(),
+            "host_uid": self.host_uid,
             "disk": "tmpfs",
             "disk_mb": self.config.disk_mb,
         }
@@ -183,7 +189,7 @@ class BubblewrapBackend(_Backend):
             execution,
             timeout_seconds=self.config.timeout_seconds,
             isolation=self.name,
-            isolated={**self.isolated(), **self._limit_description(cgroup)},
+            isolated={**self.isolated(), **self._limit_description(cgroup, self.host_uid)},
             replacements=[(bubblewrap.WORKSPACE + "/", ""), *_python_replacements()],
         )
 
@@ -229,10 +235,25 @@ class UnsafeSubprocessBackend(_Backend):
             execution,
             timeout_seconds=self.config.timeout_seconds,
             isolation="none",
-            isolated={**self.isolated(), **self._limit_description(cgroup)},
+            isolated={**self.isolated(), **self._limit_description(cgroup, os.geteuid())},
             replacements=[(str(workspace) + "/", ""), (str(scratch), "<sandbox>"),
                           *_python_replacements()],
         )  # fmt: skip
+
+
+def process_limit(max_processes: int, uid: int | None) -> int:
+    """RLIMIT_NPROC for a run without a cgroup: the kernel counts every task of the real uid,
+    the service's own threads included, so the run's allowance comes on top of those."""
+    owner = os.geteuid() if uid is None else uid
+    running = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == owner:
+                    running += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                continue
+    return max_processes + running
 
 
 def _chown_tree(root: Path, uid: int) -> None:

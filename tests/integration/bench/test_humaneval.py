@@ -175,10 +175,15 @@ async def test_the_team_arm_runs_through_the_service(
 
 
 @pytest.mark.humaneval_full
+@pytest.mark.timeout(1800)
 async def test_all_164_canonical_solutions_score_on_both_arms(fake_model: FakeLLMServer, tmp_path: Path) -> None:
     fake_model.set_responder(team_member(fix_after_review=False))
 
-    result = await run(["--direct", "--concurrency", "6", "--output", str(tmp_path / "r")], fake_model)
+    output = tmp_path / "r"
 
+    result = await run(["--direct", "--concurrency", "6", "--output", str(output)], fake_model)
+
+    failures = [r for r in map(json.loads, output.with_suffix(".jsonl").read_text().splitlines()) if not r["passed"]]
+    assert failures == []
     for arm in ("team", "single"):
         assert (result["summary"][arm]["passed"], result["summary"][arm]["problems"]) == (164, 164), arm
