@@ -17,7 +17,7 @@ function describe(event) {
   switch (event.type) {
     case "run.created": return ["system", `Run ${data.number} created`];
     case "run.status": return ["system", `Status ${data.previous ?? "–"} → ${data.status}${data.outcome ? ` (${data.outcome})` : ""}`];
-    case "run.phase": return ["system", data.state === "started" ? `Phase ${data.phase} started${data.round ? ` (round ${data.round + 1})` : ""}` : `Phase ${data.phase} finished in ${formatSeconds(data.seconds)}`];
+    case "run.phase": return ["system", data.state === "started" ? `Phase ${data.phase} started${data.round ? ` (after revision ${data.round})` : ""}` : `Phase ${data.phase} finished in ${formatSeconds(data.seconds)}`];
     case "run.plan_ready": return ["mike", `Plan ready: ${data.plan?.summary ?? ""}`];
     case "run.approval_required": return ["system", `Waiting for approval (until ${formatDateTime(data.expires_at)})`];
     case "run.approved": return ["human", data.automatic ? "Plan approved automatically" : `Plan approved${data.comment ? `: ${data.comment}` : ""}`];
