@@ -90,7 +90,12 @@ class PrivatePostgres:
 
     def stop_immediately(self) -> None:
         """Kill the server the way a crash or a pulled plug would (no checkpoint, connections cut)."""
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop")
+        self.stop("immediate")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>``: ``fast`` ends sessions cleanly (a planned restart),
+        ``immediate`` as a crash would."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():

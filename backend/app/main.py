@@ -28,7 +28,7 @@ from backend.app.openapi_examples import add_request_examples
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.console import CONSOLE_URL, install_console
-from backend.db.engine import Database, create_engine, create_session_factory
+from backend.db.engine import Database, create_engine, create_probe_engine, create_session_factory
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
 from backend.observability import metrics
@@ -75,6 +75,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_overflow=settings.db_max_overflow,
         echo=settings.debug,
     )
+    probe_engine = create_probe_engine(settings.sqlalchemy_url)
     redis = None
     try:
         if settings.db_auto_migrate:
@@ -89,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         provider = MGXTeamProvider(settings, app.state.llm_config)
         make_process_undumpable()
         sandbox = await provider.check_sandbox()
+        provider.start_engine_probe()
         sandbox_safe = sandbox["backend"] == "bubblewrap" and sandbox.get("test_runner")
         logger.log(logging.INFO if sandbox_safe else logging.WARNING, describe_sandbox_line(sandbox))
         signals = RunSignals()
@@ -106,6 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             session_factory, executor, signals, runner_config(settings), database_watch=app.state.database_watch
         )
         app.state.engine = engine
+        app.state.probe_engine = probe_engine
         app.state.session_factory = session_factory
         app.state.database = Database(engine, session_factory)
         app.state.redis = redis
@@ -146,6 +149,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        await probe_engine.dispose()
         metrics.forget_this_worker()
         gc.unfreeze()  # a process that runs the app again (the tests) can collect this one
         logger.info("stopped")

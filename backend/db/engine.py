@@ -30,6 +30,12 @@ def create_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 20, echo
     )
 
 
+def create_probe_engine(url: URL) -> AsyncEngine:
+    """The engine of the health probes: its own connection, so a probe never queues behind a
+    request pool that load has used up (an orchestrator would pull a busy instance out)."""
+    return create_engine(url, pool_size=1, max_overflow=1)
+
+
 def _create_sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,7 @@ async def live(response: Response) -> HealthRead:
 async def ready(request: Request) -> Any:
     state = request.app.state
     result = await checks.readiness(
-        engine=state.engine,
+        engine=state.probe_engine,
         redis=state.redis,
         runner=state.runner,
         draining=state.shutdown.draining,
@@ -96,7 +96,7 @@ async def status(request: Request, response: Response) -> StatusRead:
     response.headers.update(NO_STORE)
     report = await checks.status_report(
         settings=state.settings,
-        engine=state.engine,
+        engine=state.probe_engine,
         redis=state.redis,
         runner=state.runner,
         events=state.events,

@@ -11,12 +11,15 @@ detail text is scrubbed of the configured secret values.
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -89,14 +92,41 @@ async def run_checks(probes: Mapping[str, Probe], deadline: float = PROBE_DEADLI
     return results
 
 
+# Below this much free space a SQLite database fails its writes ("database or disk is full").
+MIN_FREE_DISK_BYTES = 16 * 1024 * 1024
+
+
 def database_probe(engine: AsyncEngine) -> Probe:
+    """Reachable and writable: a database that answers SELECT 1 but refuses every write (a
+    read-only file or standby, a full disk) is not ready, and the detail says why."""
+
     async def probe() -> tuple[str, dict[str, Any]]:
         async with engine.connect() as connection:
             connection = await connection.execution_options(**{READ_ONLY_OPTION: True})
-            await connection.execute(text("SELECT 1"))
-        return "reachable", {}
+            if engine.dialect.name == "postgresql":
+                read_only = (await connection.execute(text("SELECT current_setting('transaction_read_only')"))).scalar()
+                if read_only == "on":
+                    raise RuntimeError("the database is read-only (a standby, or default_transaction_read_only)")
+            else:
+                await connection.execute(text("SELECT 1"))
+        if engine.dialect.name == "sqlite":
+            _check_sqlite_writable(engine.url.database)
+        return "reachable and writable", {}
 
     return probe
+
+
+def _check_sqlite_writable(database: str | None) -> None:
+    if not database or database == ":memory:":
+        return
+    path = Path(database)
+    # WAL mode writes the -wal and -shm files beside the database: the directory must be writable.
+    for target, what in ((path, "database file"), (path.parent, "database directory")):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise RuntimeError(f"the {what} {target} is read-only: writes fail with 'attempt to write a readonly database'")
+    free = shutil.disk_usage(path.parent).free
+    if free < MIN_FREE_DISK_BYTES:
+        raise RuntimeError(f"the disk of {path.parent} is full ({free // 1024} KiB free): writes fail with 'database or disk is full'")
 
 
 def migrations_probe(engine: AsyncEngine) -> Probe:
@@ -292,4 +322,5 @@ async def status_report(
         "events": {"subscribers": events.subscriber_count, "relay": events.relay},
         "llm": llm,
         "sandbox": provider.sandbox_status,
+        "engines": provider.engines_status,
     }
