@@ -3,6 +3,7 @@ identified (``request.state.principal``), exactly as the REST routes build them.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
@@ -12,6 +13,8 @@ from backend.config import Settings
 from backend.services.events import EventBroadcaster
 from backend.services.runs import RunService
 from backend.services.tasks import TaskService
+
+EVENT_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,16 @@ class CallerServices:
     def owner(self) -> str | None:
         """The owner the caller is limited to (None: everything), for event subscriptions."""
         return owner_filter(self.principal)
+
+    async def event_head(self, run_id: uuid.UUID) -> int:
+        """The seq of the run's latest event: a follower that has seen the run so far starts
+        after it."""
+        head = 0
+        while page := await self.runs.list_events(run_id, after=head, limit=EVENT_PAGE):
+            head = page[-1].seq
+            if len(page) < EVENT_PAGE:
+                break
+        return head
 
 
 def services_for(conn: HTTPConnection) -> CallerServices:

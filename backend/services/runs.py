@@ -84,6 +84,14 @@ class RunService:
             run = await self._get_run(session, run_id)
             return await _read_with_artifacts(session, run)
 
+    async def get_run_with_files(self, run_id: uuid.UUID) -> tuple[RunRead, Sequence[Artifact]]:
+        """The run and its artifacts with their content, in one unit of work (an A2A task carries
+        its files)."""
+        async with self.database.session() as session:
+            run = await self._get_run(session, run_id)
+            artifacts = await ArtifactRepository(session).list_with_content(run_id)
+            return run_read(run, artifacts), artifacts
+
     async def list_artifacts(self, run_id: uuid.UUID) -> Sequence[Artifact]:
         async with self.database.session() as session:
             await self._get_run(session, run_id)

@@ -59,12 +59,12 @@ from backend.protocols.a2a.tasks import (
     STREAM_ENDS,
     RunTaskStore,
     artifact_update,
-    files_of,
     parse_id,
     progress_update,
     services_of,
     status_update,
     task_of,
+    task_with_files,
 )
 from backend.protocols.caller import CallerServices
 from backend.protocols.problems import SERVICE_ERRORS
@@ -77,7 +77,6 @@ from backend.services import run_states
 SEND_WAIT_SECONDS = 120.0
 APPROVALS = frozenset({"approve", "approved", "yes", "y", "ok", "okay", "lgtm", "go", "go ahead", "accept", "ship it"})
 TITLE_CHARACTERS = 80
-EVENT_PAGE = 500
 
 
 def message_text(message: Message) -> str:
@@ -119,7 +118,7 @@ class RunsRequestHandler(RequestHandler):
         services = services_of(context)
         try:
             run = await services.runs.cancel(parse_id(params.id))
-            return task_of(run, await files_of(services, run))
+            return await task_with_files(services, run.id)
         except SERVICE_ERRORS as error:
             mapped = a2a_error_for(error, f"tasks/cancel {params.id}")
             if getattr(error, "status_code", None) == 409:
@@ -156,7 +155,7 @@ class RunsRequestHandler(RequestHandler):
         run = await self._run(services, params.id)
         if run.status in run_states.TERMINAL_STATUSES:
             raise UnsupportedOperationError(message=f"task {run.id} is {run.status}; there is nothing to follow")
-        after = await self._event_head(services, run)
+        after = await services.event_head(run.id)
         snapshot = await self._task(services, run.id)
         yield snapshot
         if snapshot.status.state in STREAM_ENDS:
@@ -203,7 +202,7 @@ class RunsRequestHandler(RequestHandler):
                     raise UnsupportedOperationError(
                         message=f"task {run.id} is {run.status}; it takes a message only while input-required"
                     )
-                after = await self._event_head(services, run)
+                after = await services.event_head(run.id)
                 decision = plan_decision(message)
                 if isinstance(decision, RunApprove):
                     return await services.runs.approve(run.id, decision), after
@@ -226,19 +225,9 @@ class RunsRequestHandler(RequestHandler):
 
     async def _task(self, services: CallerServices, run_id: Any) -> Task:
         try:
-            run = await services.runs.get_run_read(run_id)
-            return task_of(run, await files_of(services, run))
+            return await task_with_files(services, run_id)
         except SERVICE_ERRORS as error:
             raise a2a_error_for(error, f"tasks {run_id}") from None
-
-    async def _event_head(self, services: CallerServices, run: RunRead) -> int:
-        """The seq of the run's latest event: a follower starts after it, not from the start."""
-        head = 0
-        while page := await services.runs.list_events(run.id, after=head, limit=EVENT_PAGE):
-            head = page[-1].seq
-            if len(page) < EVENT_PAGE:
-                break
-        return head
 
     async def _follow(self, services: CallerServices, run: RunRead, after: int) -> AsyncIterator[Event]:
         """Status and artifact updates from the run's events after ``after``, until the task

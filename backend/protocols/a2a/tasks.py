@@ -156,9 +156,10 @@ def services_of(context: ServerCallContext) -> CallerServices:
     return context.state["services"]
 
 
-async def files_of(services: CallerServices, run: RunRead) -> list[RunArtifact]:
-    """The run's files with their content (a listing leaves the content unloaded)."""
-    return [await services.runs.get_artifact(run.id, item.name) for item in run.artifacts]
+async def task_with_files(services: CallerServices, run_id: uuid.UUID) -> Task:
+    """The run as a task, its files as artifacts."""
+    run, files = await services.runs.get_run_with_files(run_id)
+    return task_of(run, files)
 
 
 class RunTaskStore(TaskStore):
@@ -168,8 +169,7 @@ class RunTaskStore(TaskStore):
     async def get(self, task_id: str, context: ServerCallContext) -> Task | None:
         services = services_of(context)
         try:
-            run = await services.runs.get_run_read(parse_id(task_id))
-            return task_of(run, await files_of(services, run))
+            return await task_with_files(services, parse_id(task_id))
         except TaskNotFoundError:
             return None
         except SERVICE_ERRORS as error:
@@ -198,8 +198,7 @@ class RunTaskStore(TaskStore):
         tasks = []
         for run in page:
             read = run_read(run)
-            artifacts = await files_of(services, await services.runs.get_run_read(run.id)) if params.include_artifacts else ()
-            tasks.append(task_of(read, artifacts))
+            tasks.append(await task_with_files(services, run.id) if params.include_artifacts else task_of(read))
         following = offset + page_size
         return ListTasksResponse(
             tasks=tasks,

@@ -121,11 +121,14 @@ async def wait_run(
     otherwise the answer is awaiting_approval and approve_plan/reject_plan decide."""
     services = caller(ctx)
     approval = PlanApproval(ctx, services.runs)
-    run = await approval.apply_answers(await services.runs.get_run_read(run_id))
+    run = await services.runs.get_run_read(run_id)
+    # A retry carrying the user's answer continues the call: its progress starts from here.
+    after = await services.event_head(run_id) if ctx.input_responses else 0
+    run = await approval.apply_answers(run)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
     finished = run.status in run_states.TERMINAL_STATUSES
-    subscription = None if finished else await services.events.subscribe_run(run_id, 0, owner=services.owner)
+    subscription = None if finished else await services.events.subscribe_run(run_id, after, owner=services.owner)
     try:
         while run.status not in run_states.TERMINAL_STATUSES:
             if run.status == run_states.AWAITING_APPROVAL:
