@@ -41,7 +41,7 @@ from mgx_agent.errors import (
 )
 from mgx_agent.llm.base import CallContext, ChatMessage, DeltaCallback, LLMResponse, TokenUsage
 from mgx_agent.llm.config import LLMConfig
-from mgx_agent.llm.model_options import request_options_for
+from mgx_agent.llm.model_options import request_options_for, shape_messages
 
 logger = logging.getLogger("mgx_agent.llm")
 
@@ -114,7 +114,7 @@ class OpenAICompatibleClient:
     ) -> dict[str, Any]:
         """The Chat Completions request for ``model``, shaped by its request options."""
         options = request_options_for(model, self._config.model_options)
-        payload: dict[str, Any] = {"model": model, "messages": messages}
+        payload: dict[str, Any] = {"model": model, "messages": shape_messages(messages, options)}
         if options.send_temperature:
             payload["temperature"] = self._config.temperature if temperature is None else temperature
         max_tokens = self._config.max_tokens if max_tokens is None else max_tokens
@@ -255,7 +255,7 @@ class OpenAICompatibleClient:
                         usage = _usage_from(chunk["usage"]) or usage
                     for choice in chunk.get("choices") or []:
                         saw_choice = True
-                        finish_reason = choice.get("finish_reason") or finish_reason
+                        finish_reason = _finish_reason(choice.get("finish_reason")) or finish_reason
                         delta = choice.get("delta") or {}
                         thought = _reasoning_field(delta)
                         if thought:
@@ -324,8 +324,7 @@ class OpenAICompatibleClient:
         choices = body.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise self._bad_response("a completion without choices")
-        finish_reason = choices[0].get("finish_reason")
-        finish_reason = finish_reason if isinstance(finish_reason, str) else None
+        finish_reason = _finish_reason(choices[0].get("finish_reason"))
         message = choices[0].get("message")
         if not isinstance(message, dict):
             raise self._bad_response("a completion without a message")
@@ -507,6 +506,18 @@ def _usage_from(raw: Any) -> TokenUsage | None:
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     return TokenUsage(prompt_tokens=prompt, completion_tokens=completion)
+
+
+# Gateways in front of other vendors pass their names through (Anthropic's "max_tokens",
+# Gemini's "MAX_TOKENS" and "SAFETY"); the team knows OpenAI's.
+_FINISH_REASONS = {"max_tokens": "length", "max_output_tokens": "length", "safety": "content_filter"}
+
+
+def _finish_reason(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    value = value.lower()
+    return _FINISH_REASONS.get(value, value)
 
 
 async def _error_text(response: httpx.Response) -> str:

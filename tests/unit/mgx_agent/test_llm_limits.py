@@ -137,3 +137,11 @@ async def test_agent_message_carries_no_reasoning_when_there_was_none(
     team = make_team(client, events)
     await team.analyze_and_plan(TASK)
     assert all(e.reasoning is None for e in events if isinstance(e, AgentMessage))
+
+
+async def test_models_without_system_messages_get_it_in_the_first_user_message(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient
+) -> None:
+    messages = [{"role": "system", "content": "You are Alex."}, {"role": "user", "content": "Write fizzbuzz."}]
+    await client.complete(messages, model="o1-mini", context=CONTEXT)
+    assert fake_llm.requests[0].messages == [{"role": "user", "content": "You are Alex.\n\nWrite fizzbuzz."}]

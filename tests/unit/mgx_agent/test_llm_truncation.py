@@ -103,3 +103,16 @@ async def test_stream_that_always_ends_early_fails_as_interrupted(fake_llm: Fake
     assert caught.value.code == "llm_stream_interrupted"
     assert "no finish_reason and no [DONE]" in caught.value.message
     assert len(fake_llm.requests) == 2
+
+
+@pytest.mark.parametrize("reason", ["max_tokens", "MAX_TOKENS"])
+async def test_gateway_names_for_the_token_limit_count_as_truncation(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient, reason: str
+) -> None:
+    # Anthropic's and Gemini's names, passed through by some OpenAI-compatible gateways.
+    from mgx_agent.llm import LLMSession
+
+    fake_llm.enqueue(FakeReply(content=TRUNCATED_CODE, finish_reason=reason))
+    session = LLMSession(client, default_model="claude-sonnet-4")
+    with pytest.raises(LLMTruncatedError, match="finish_reason=length"):
+        await session.chat("alex", "WriteCode", MESSAGES)
