@@ -36,7 +36,7 @@ export class RunPage {
     });
 
     this.title = h("h1", { id: "run-title" }, "Run");
-    this.status = h("span", { id: "run-status" });
+    this.status = h("span", { id: "run-status", "aria-live": "polite" });
     this.facts = h("p", { class: "facts", id: "run-facts" });
     this.streamState = h("span", { id: "stream-state", class: "stream-state", role: "status" });
     this.actions = h("div", { class: "run-actions" });
