@@ -127,6 +127,9 @@ async def execute(
             pass_fds=(write_fd,),
             preexec_fn=lambda: _prepare_child(limits),
         )
+    except BaseException:
+        transport.close()
+        raise
     finally:
         os.close(write_fd)
     output = bytearray()
@@ -153,7 +156,12 @@ async def execute(
         result_task.cancel()
         transport.close()
     duration = time.perf_counter() - started
-    fits = result_task.result() if result_task.done() and not result_task.cancelled() else False
+    fits = (
+        result_task.done()
+        and not result_task.cancelled()
+        and result_task.exception() is None
+        and result_task.result()
+    )
     document, problem = None, None
     if timed_out:
         problem = "the test run was killed at the wall-clock timeout"
