@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # Authentication: comma-separated name:key[:admin] entries; empty runs the API open.
     api_keys: SecretStr | None = None
     allow_open_access: bool = False
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated addresses
+    # or networks, "*" for any; empty (the default) trusts none, so a client cannot pick the
+    # address its rate limit is counted for.
+    forwarded_allow_ips: str = ""
 
     # MCP at /mcp: the Host and Origin values it answers (DNS rebinding protection); host "*"
     # switches the check off behind a proxy that sets Host. CORS_ORIGINS are allowed origins too.
@@ -94,6 +98,10 @@ class Settings(BaseSettings):
     mgx_sandbox_disk_mb: int = Field(256, ge=8, le=65_536)
     mgx_sandbox_bwrap: str | None = None
     mgx_sandbox_uid: int = Field(65534, ge=1, le=2**31 - 2)
+    # Engine of runs whose task does not pick one (see README "Engines"); the metagpt engine runs
+    # in MetaGPT's own interpreter (scripts/install-metagpt.sh prints MGX_METAGPT_PYTHON).
+    mgx_engine: Literal["native", "metagpt"] = "native"
+    mgx_metagpt_python: str | None = None
 
     # Database: DATABASE_URL wins; else DB_HOST selects PostgreSQL; else embedded SQLite.
     database_url: SecretStr | None = None

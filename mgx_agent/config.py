@@ -27,6 +27,7 @@ TASK_OVERRIDABLE_FIELDS = frozenset(
         "use_multi_llm",
         "stream_deltas",
         "require_passing_tests",
+        "engine",
     }
 )
 
@@ -98,6 +99,9 @@ class TeamConfig(BaseModel):
     # A run completes only when the reviewer approves and the tests ran and passed; false lets
     # an approval stand over failing tests (the result says so).
     require_passing_tests: bool = True
+    # Which engine runs the team (mgx_agent.engines): native in this process, or metagpt out of
+    # process in MetaGPT's own interpreter. MGXStyleTeam itself ignores it.
+    engine: Literal["native", "metagpt"] = "native"
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @field_validator("models")

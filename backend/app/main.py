@@ -288,6 +288,9 @@ def main() -> None:
             log_level=settings.log_level.lower(),
             log_config=uvicorn_log_config(settings.log_level, settings.log_format),
             access_log=False,  # one access line per request comes from backend.observability.http
+            # Forwarded headers only from FORWARDED_ALLOW_IPS (uvicorn alone trusts loopback).
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )
     finally:
         listening.close()

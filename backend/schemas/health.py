@@ -59,6 +59,13 @@ class StatusRead(BaseModel):
             "is importable inside the sandbox."
         )
     )
+    engines: dict[str, Any] = Field(
+        description=(
+            "Engines that can run a team: `default` (MGX_ENGINE), `native` (always available) and "
+            "`metagpt` (`available`, with MetaGPT's `version` and `interpreter`, or the `reason` it "
+            "is not; `null` while the interpreter is being probed)."
+        )
+    )
     auth: dict[str, Any] = Field(
         description="`{\"mode\": \"open\"}` without `API_KEYS`, else `api_keys` with how many keys (never a key)."
     )

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StringConstraints
 
-from backend.schemas.text import LINE_OF_TEXT, TEXT
+from backend.schemas.text import LINE_OF_TEXT, TEXT, json_int
 
 Role = Literal["mike", "alex", "bob", "charlie"]
 ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=LINE_OF_TEXT)]
@@ -22,8 +22,8 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Strict types: "yes" or 0.0 is not a boolean, "3" is not a number (what the schema says).
-    max_rounds: StrictInt | None = Field(None, ge=1, le=20, description="Upper bound on team rounds.")
-    max_revision_rounds: StrictInt | None = Field(None, ge=0, le=5, description="Review/revise cycles allowed.")
+    max_rounds: json_int(1, 20) | None = Field(None, description="Upper bound on team rounds.")  # type: ignore[valid-type]
+    max_revision_rounds: json_int(0, 5) | None = Field(None, description="Review/revise cycles allowed.")  # type: ignore[valid-type]
     auto_approve_plan: StrictBool | None = Field(None, description="Skip the human plan approval.")
     budget_usd: StrictFloat | None = Field(None, gt=0, le=10_000, description="Spending cap per run, in USD.")
     models: dict[Role, ModelName] | None = Field(None, description="Model per role, e.g. {\"alex\": \"gpt-4o\"}.")

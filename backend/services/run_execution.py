@@ -28,7 +28,8 @@ from mgx_agent.events import (
     TeamEvent,
     UsageUpdated,
 )
-from mgx_agent.team import MGXStyleTeam, TeamResult
+from mgx_agent.engines.base import TeamEngine
+from mgx_agent.team import TeamResult
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -142,15 +143,17 @@ class RunExecutor:
             await recorder.drain()
             await self._fail_owned(run_id, holder, "invalid_state", f"the run's saved state is unusable: {exc}", team)
         finally:
+            # Stops an out-of-process engine's worker too (a cancelled run kills it here).
+            await team.aclose()
             recorder.close()
 
-    async def _after_plan(self, run_id: uuid.UUID, holder: str, team: MGXStyleTeam) -> str | None:
+    async def _after_plan(self, run_id: uuid.UUID, holder: str, team: TeamEngine) -> str | None:
         """Wait for a human, or go straight on when the plan is approved automatically."""
         async with self.session_factory() as session:
             run = await self._owned_run(session, run_id, holder)
             run.checkpoint = team.state
-            run.usage = team.llm.usage.to_dict()
-            run.timings = team.timings.to_dict()
+            run.usage = team.usage()
+            run.timings = team.timings()
             if team.config.auto_approve_plan:
                 run.pending_action = EXECUTE
                 await record_event(session, run, "run.approved", {"automatic": True})
@@ -170,7 +173,7 @@ class RunExecutor:
             await session.commit()
             return None
 
-    async def _finish(self, run_id: uuid.UUID, holder: str, team: MGXStyleTeam, result: TeamResult) -> None:
+    async def _finish(self, run_id: uuid.UUID, holder: str, team: TeamEngine, result: TeamResult) -> None:
         async with self.session_factory() as session:
             run = await self._owned_run(session, run_id, holder)
             run.checkpoint = team.state
@@ -187,13 +190,13 @@ class RunExecutor:
             await session.commit()
 
     async def _fail_owned(
-        self, run_id: uuid.UUID, holder: str, code: str, message: str, team: MGXStyleTeam | None
+        self, run_id: uuid.UUID, holder: str, code: str, message: str, team: TeamEngine | None
     ) -> None:
         async with self.session_factory() as session:
             run = await self._owned_run(session, run_id, holder)
             if team is not None:
-                run.usage = team.llm.usage.to_dict()
-                run.timings = team.timings.to_dict()
+                run.usage = team.usage()
+                run.timings = team.timings()
             await self._fail(session, run, code, message)
 
     async def _fail(self, session: AsyncSession, run: Run, code: str, message: str) -> None:

@@ -1,6 +1,7 @@
-"""MGXTeamProvider: builds a fresh MGXStyleTeam per run from the service settings, the task's
-config and the run's overrides. The LLM client (one HTTP connection pool) and the response
-cache are shared by every run of the process; usage, budget and team state never are."""
+"""MGXTeamProvider: builds a fresh team engine per run from the service settings, the task's
+config and the run's overrides: the native MGXStyleTeam, or the metagpt engine out of process
+(``config.engine``). The LLM client (one HTTP connection pool) and the response cache are
+shared by every run of the process; usage, budget and team state never are."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import Any
 
 from mgx_agent.cache import ResponseCache, build_response_cache
 from mgx_agent.config import SandboxConfig, TeamConfig
+from mgx_agent.engines.base import TeamEngine
+from mgx_agent.engines.native import NativeEngine
+from mgx_agent.engines.out_of_process import OutOfProcessEngine, metagpt_command, probe_worker
 from mgx_agent.events import EventCallback
 from mgx_agent.llm import LLMConfig, LLMSession, build_llm_client, build_price_table
 from mgx_agent.sandbox import sandbox_status
-from mgx_agent.team import MGXStyleTeam, TeamResult
+from mgx_agent.team import TeamResult
 
 from backend.config import Settings
 
@@ -50,8 +54,16 @@ class MGXTeamProvider:
             cache_max_entries=settings.mgx_cache_max_entries,
             cache_ttl_seconds=settings.mgx_cache_ttl_seconds,
             sandbox=sandbox_config(settings),
+            engine=settings.mgx_engine,
         )
         self.sandbox_status: dict[str, Any] = {"mode": settings.mgx_sandbox, "backend": "not probed"}
+        self.metagpt = metagpt_command(settings.mgx_metagpt_python or "")
+        self.engines_status: dict[str, Any] = {
+            "default": settings.mgx_engine,
+            "native": {"available": True},
+            "metagpt": {"available": None, "reason": "not probed yet"},
+        }
+        self._engine_probe: asyncio.Task[None] | None = None
         self.cache: ResponseCache | None = None
         if settings.mgx_enable_caching:
             redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -70,6 +82,24 @@ class MGXTeamProvider:
         """Probe the sandbox once (off the event loop) and keep what operators are shown."""
         self.sandbox_status = await asyncio.to_thread(sandbox_status, self.base_config.sandbox)
         return self.sandbox_status
+
+    def start_engine_probe(self) -> None:
+        """Check the metagpt worker's interpreter in the background (importing MetaGPT takes
+        seconds); /health/status shows the answer once it is in."""
+
+        async def probe() -> None:
+            self.engines_status["metagpt"] = {"available": None, "reason": "probing"}
+            found = await probe_worker(self.metagpt)
+            if found["available"] and not self.llm_config.is_configured:
+                found["note"] = "needs an OpenAI-compatible provider (MGX_LLM_BASE_URL); the demo model is native only"
+            self.engines_status["metagpt"] = found
+            logger.log(
+                logging.INFO if found["available"] or not self.settings.mgx_metagpt_python else logging.WARNING,
+                "engine metagpt: %s",
+                f"MetaGPT {found.get('version')} at {found.get('interpreter')}" if found["available"] else found["reason"],
+            )
+
+        self._engine_probe = asyncio.create_task(probe(), name="metagpt-engine-probe")
 
     def describe(self) -> dict[str, Any]:
         """What operators see in /health/status: never the API key."""
@@ -97,7 +127,17 @@ class MGXTeamProvider:
         run_label: str,
         on_event: EventCallback | None = None,
         checkpoint: dict[str, Any] | None = None,
-    ) -> MGXStyleTeam:
+    ) -> TeamEngine:
+        if config.engine == "metagpt":
+            return OutOfProcessEngine(
+                self.metagpt,
+                config,
+                self.llm_config,
+                prices=self.prices,
+                run_label=run_label,
+                on_event=on_event,
+                checkpoint=checkpoint,
+            )
         session = LLMSession(
             self.client,
             default_model=self.llm_config.model if self.provider != "demo" else "mgx-demo",
@@ -109,9 +149,7 @@ class MGXTeamProvider:
             temperature=self.llm_config.temperature,
             max_tokens=self.llm_config.max_tokens,
         )
-        if checkpoint:
-            return MGXStyleTeam.from_state(checkpoint, config, session, on_event)
-        return MGXStyleTeam(config, session, on_event)
+        return NativeEngine(config, session, on_event, checkpoint)
 
     async def run_task(
         self, task: str, *, config: dict[str, Any] | None = None, on_event: EventCallback | None = None
@@ -119,11 +157,16 @@ class MGXTeamProvider:
         """Plan, approve and execute ``task`` in one call (no human in the loop)."""
         team_config = self.team_config(config or {}, {"auto_approve_plan": True})
         team = self.build_team(team_config, run_label="direct", on_event=on_event)
-        await team.analyze_and_plan(task)
-        team.approve_plan()
-        return await team.execute()
+        try:
+            await team.analyze_and_plan(task)
+            team.approve_plan()
+            return await team.execute()
+        finally:
+            await team.aclose()
 
     async def aclose(self) -> None:
+        if self._engine_probe is not None:
+            self._engine_probe.cancel()
         await self.client.aclose()
         if self.cache is not None:
             await self.cache.aclose()

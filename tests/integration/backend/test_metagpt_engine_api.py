@@ -1,0 +1,240 @@
+"""The metagpt engine's adapter through the real service, against a stand-in worker that speaks
+the same line protocol (metagpt_stand_in_worker.py, run with this interpreter) and the
+protocol-level fake LLM server. The real MetaGPT worker is tested in
+test_metagpt_engine_real.py, which needs MetaGPT's own environment (the CI step installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mgx_agent.llm import TokenUsage
+from mgx_agent.llm.pricing import PriceTable
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
+from tests.integration.backend.conftest import start_run, wait_for_status
+
+STAND_IN = Path(__file__).with_name("metagpt_stand_in_worker.py")
+FULL_SEQUENCE = ["AnalyzeTask", "DraftPlan", "WriteCode", "WriteTest", "ReviewCode"]
+METAGPT = {"engine": "metagpt"}
+
+# One database is enough here: the engine is what is under test, not the repositories.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def stand_in_python(tmp_path: Path) -> tuple[str, Path]:
+    """An 'interpreter' for MGX_METAGPT_PYTHON that runs the stand-in worker and records the pid
+    of every worker it starts (exec keeps the pid)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    shim = tmp_path / "python"
+    shim.write_text(
+        f'#!/bin/sh\necho $$ > "{pids}/$$"\nexec "{sys.executable}" "{STAND_IN}" "$@"\n'
+    )
+    shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+    return str(shim), pids
+
+
+def actions_for(fake_llm: FakeLLMServer, run_id: str) -> list[str]:
+    return [request.action for request in fake_llm.requests if request.run_label == run_id]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in_our_sandbox(
+    run_app, fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
+) -> None:
+    replies: list[TokenUsage] = []
+
+    def respond(request: FakeRequest) -> FakeReply:
+        usage = TokenUsage(prompt_tokens=100 + len(replies), completion_tokens=10 + len(replies))
+        replies.append(usage)
+        return FakeReply(content=demo_responder(request), usage=usage)
+
+    fake_llm.set_responder(respond)
+    client = await run_app(mgx_metagpt_python=stand_in_python[0], mgx_sandbox="auto")
+    _, run = await start_run(client, METAGPT)
+
+    waiting = await wait_for_status(client, run["id"], "awaiting_approval")
+    assert waiting["plan"]["steps"] and waiting["complexity"] in {"XS", "S", "M", "L", "XL"}
+    assert waiting["usage"]["total"]["llm_calls"] == 2
+    assert (await client.post(f"/runs/{run['id']}/approve", json={})).status_code == 200
+
+    done = await wait_for_status(client, run["id"], {"completed", "failed"})
+    assert done["status"] == "completed", done["error"]
+    assert done["result"]["outcome"] == "approved"
+    assert actions_for(fake_llm, run["id"]) == FULL_SEQUENCE
+    # Tests ran in the service's sandbox, not in the worker (it has the sandbox switched off).
+    assert (
+        done["result"]["sandbox"]["passed"] >= 1
+        and done["result"]["verification"]["tests"] == "passed"
+    )
+    names = {artifact["name"] for artifact in done["artifacts"]}
+    assert {
+        "plan.json",
+        "review.md",
+        "fizzbuzz.py",
+        "test_fizzbuzz.py",
+        "sandbox-report.json",
+    } <= names
+
+    total = done["usage"]["total"]
+    assert total["llm_calls"] == len(replies) == 5
+    assert total["prompt_tokens"] == sum(usage.prompt_tokens for usage in replies)
+    assert total["completion_tokens"] == sum(usage.completion_tokens for usage in replies)
+    expected_cost = sum(PriceTable().cost("gpt-4o-mini", usage)[0] for usage in replies)
+    assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+    assert set(done["usage"]["roles"]) == {"mike", "alex", "bob", "charlie"}
+
+    events = (await client.get(f"/runs/{run['id']}/logs", params={"limit": 200})).json()["items"]
+    types = [event["type"] for event in events]
+    assert {
+        "run.plan_ready",
+        "agent.message",
+        "artifact.created",
+        "sandbox.result",
+        "run.usage",
+    } <= set(types)
+    messages = [event["data"] for event in events if event["type"] == "agent.message"]
+    assert [message["action"] for message in messages] == FULL_SEQUENCE
+    assert all(message["llm"]["prompt_tokens"] > 0 for message in messages)
+    # The worker's stdout chatter never reached the protocol (the run would have failed).
+    assert not any("chatter" in str(event["data"]) for event in events)
+
+
+async def test_metagpt_reject_with_feedback_replans(
+    run_app, fake_llm: FakeLLMServer, stand_in_python
+) -> None:
+    client = await run_app(mgx_metagpt_python=stand_in_python[0])
+    _, run = await start_run(client, METAGPT)
+    await wait_for_status(client, run["id"], "awaiting_approval")
+    rejected = await client.post(
+        f"/runs/{run['id']}/reject", json={"feedback": "also handle negative numbers"}
+    )
+    assert rejected.status_code == 200, rejected.text
+
+    await wait_for_status(client, run["id"], "awaiting_approval")
+    drafts = [r for r in fake_llm.requests if r.run_label == run["id"] and r.action == "DraftPlan"]
+    assert len(drafts) == 2
+    assert "also handle negative numbers" in drafts[1].prompt_text
+    assert actions_for(fake_llm, run["id"]).count("AnalyzeTask") == 1
+
+
+async def test_metagpt_cancel_mid_call_stops_the_worker_within_two_seconds(
+    run_app, fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
+) -> None:
+    shim, pids = stand_in_python
+    fake_llm.enqueue(FakeReply(content="", hang=True), action="WriteCode")
+    client = await run_app(mgx_metagpt_python=shim)
+    _, run = await start_run(client, {**METAGPT, "auto_approve_plan": True})
+    deadline = time.monotonic() + 15
+    while "WriteCode" not in actions_for(fake_llm, run["id"]):
+        assert time.monotonic() < deadline, "the worker never asked for WriteCode"
+        await asyncio.sleep(0.05)
+    workers = [int(path.name) for path in pids.iterdir()]
+    assert any(alive(pid) for pid in workers)
+
+    cancelled_at = time.monotonic()
+    assert (await client.post(f"/runs/{run['id']}/cancel")).status_code in (200, 202)
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() - cancelled_at < 2.0, "the worker outlived the cancel by 2 s"
+        await asyncio.sleep(0.02)
+
+    done = await wait_for_status(client, run["id"], "cancelled")
+    assert done["usage"]["total"]["llm_calls"] == 2
+    calls = len(actions_for(fake_llm, run["id"]))
+    await asyncio.sleep(0.3)
+    assert len(actions_for(fake_llm, run["id"])) == calls
+
+
+async def test_metagpt_worker_that_dies_fails_the_run_with_its_own_words(
+    run_app, stand_in_python
+) -> None:
+    client = await run_app(mgx_metagpt_python=stand_in_python[0])
+    task = (
+        await client.post(
+            "/tasks/", json={"title": "crash", "description": "CRASH-THE-WORKER", "config": METAGPT}
+        )
+    ).json()
+    run = (await client.post("/runs/", json={"task_id": task["id"]})).json()
+    done = await wait_for_status(client, run["id"], {"failed", "completed"})
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "engine_crashed"
+    assert "exited with status 3" in done["error"]["message"]
+    assert "ImportError: MetaGPT could not load its provider" in done["error"]["message"]
+
+
+async def test_metagpt_worker_error_fails_the_run_with_the_real_cause(
+    run_app, fake_llm: FakeLLMServer, stand_in_python
+) -> None:
+    fake_llm.enqueue("I would rather not write code.", action="WriteCode")
+    fake_llm.enqueue("Still no code, sorry.", action="WriteCode")
+    client = await run_app(mgx_metagpt_python=stand_in_python[0])
+    _, run = await start_run(client, {**METAGPT, "auto_approve_plan": True})
+    done = await wait_for_status(client, run["id"], {"failed", "completed"})
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "malformed_output"
+    assert done["error"]["message"].startswith("alex: WriteCode output unusable")
+    assert done["usage"]["total"]["llm_calls"] == 4
+
+
+async def test_metagpt_budget_spent_stops_the_worker_before_another_call(
+    run_app, fake_llm: FakeLLMServer, stand_in_python
+) -> None:
+    client = await run_app(mgx_metagpt_python=stand_in_python[0])
+    _, run = await start_run(client, {**METAGPT, "auto_approve_plan": True, "budget_usd": 0.000001})
+    done = await wait_for_status(client, run["id"], {"failed", "completed"})
+    assert done["status"] == "failed"
+    assert done["error"]["code"] == "budget_exceeded"
+    assert actions_for(fake_llm, run["id"]) == ["AnalyzeTask"]
+    assert done["usage"]["total"]["llm_calls"] == 1
+
+
+async def test_health_status_lists_the_engines_and_why_metagpt_is_missing(
+    run_app, stand_in_python
+) -> None:
+    async def engines(client) -> dict:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + 10
+        while True:
+            found = (await client.get("/health/status")).json()["engines"]
+            if found["metagpt"]["available"] is not None:
+                return found
+            assert time.monotonic() < deadline, found
+            await asyncio.sleep(0.05)
+
+    installed = await engines(await run_app(mgx_metagpt_python=stand_in_python[0]))
+    assert installed["default"] == "native" and installed["native"]["available"] is True
+    assert (
+        installed["metagpt"]["available"] is True and installed["metagpt"]["version"] == "stand-in"
+    )
+
+    missing_client = await run_app()
+    missing = await engines(missing_client)
+    assert missing["metagpt"] == {"available": False, "reason": missing["metagpt"]["reason"]}
+    assert "MGX_METAGPT_PYTHON is not set" in missing["metagpt"]["reason"]
+
+    _, run = await start_run(missing_client, METAGPT)
+    done = await wait_for_status(missing_client, run["id"], {"failed", "completed"})
+    assert done["error"]["code"] == "engine_unavailable"
+    assert "MGX_METAGPT_PYTHON is not set" in done["error"]["message"]
+
+
+async def test_unknown_engine_is_refused_with_a_problem(run_app) -> None:
+    client = await run_app()
+    response = await client.post("/tasks/", json={"title": "t", "config": {"engine": "crewai"}})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "engine" in response.text
