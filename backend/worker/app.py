@@ -4,7 +4,6 @@ same way) behind the probe and metrics routes only."""
 from __future__ import annotations
 
 from fastapi import FastAPI
-from mgx_agent.llm import LLMConfig
 
 from backend import __version__
 from backend.app.auth import install_authentication
@@ -14,6 +13,7 @@ from backend.config import Settings, get_settings, load_llm_config
 from backend.routers import health
 from backend.routers import metrics as metrics_routes
 from backend.worker.settings import check_worker_settings
+from mgx_agent.llm import LLMConfig
 
 
 def create_worker_app(settings: Settings | None = None, llm_config: LLMConfig | None = None) -> FastAPI:

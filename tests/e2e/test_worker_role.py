@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from tests.e2e.conftest import (
     ApiServer,
     RequestSpans,
