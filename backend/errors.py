@@ -39,6 +39,12 @@ class UnauthorizedError(APIError):
     realm = "mgx-agent-api"
 
 
+class ForbiddenError(APIError):
+    status_code = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
 class NotFoundError(APIError):
     status_code = 404
     slug = "not-found"

@@ -15,6 +15,7 @@ filtered by owner.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from typing import Annotated, Any
@@ -32,7 +33,7 @@ from backend.app.docs import DOCS_STATIC_URL, DOCS_URL, REDOC_URL
 from backend.app.limits import enforce_rate_limit
 from backend.config import Settings, SettingsError
 from backend.console import CONSOLE_STATIC_URL, CONSOLE_URL
-from backend.errors import UnauthorizedError
+from backend.errors import ForbiddenError, UnauthorizedError
 from backend.protocols.a2a.card import AGENT_CARD_PATHS
 from backend.schemas.problem import PROBLEM_MEDIA_TYPE
 
@@ -42,6 +43,7 @@ logger = logging.getLogger("backend.auth")
 
 # WebSocket close code: 4000 + the HTTP status it stands for.
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
 ACCESS_TOKEN_PARAMETER = "access_token"
 EVENT_STREAM_MEDIA_TYPE = "text/event-stream"
 # The console page and its files hold no data: the browser then calls the API with its own key.
@@ -131,7 +133,10 @@ async def authenticate(conn: HTTPConnection) -> None:
     unknown paths included (they do not reveal which exist)."""
     conn.state.principal = None
     ring: KeyRing = conn.app.state.key_ring
-    if not ring.enabled or is_public(conn.app, conn.scope["path"]):
+    if is_public(conn.app, conn.scope["path"]):
+        return
+    if not ring.enabled:
+        await refuse_open_access_on_network(conn)
         return
     presented = presented_key(conn)
     principal = ring.identify(presented) if presented is not None else None
@@ -144,6 +149,48 @@ async def authenticate(conn: HTTPConnection) -> None:
             raise WebSocketException(code=CLOSE_UNAUTHORIZED, reason=detail)
         raise UnauthorizedError(detail)
     conn.state.principal = principal
+
+
+def arrived_on_network_address(conn: HTTPConnection) -> str | None:
+    """The local address a request arrived on, when it is not a loopback one. A server started
+    as ``uvicorn --host 0.0.0.0`` never told the settings (API_HOST) where it listens; the
+    address each connection came in on says it."""
+    server = conn.scope.get("server")
+    if not server or server[1] is None:  # a Unix socket: local by construction
+        return None
+    try:
+        address = ipaddress.ip_address(str(server[0]).split("%", 1)[0])
+    except ValueError:
+        return None  # not an IP literal (an in-process test transport)
+    return None if address.is_loopback else str(address)
+
+
+_warned_addresses: set[str] = set()
+
+
+async def refuse_open_access_on_network(conn: HTTPConnection) -> None:
+    """Without API_KEYS, serve the API only to what arrives on a loopback address (unless
+    ALLOW_OPEN_ACCESS; public paths such as the probes stay served): the start-up guard checks
+    API_HOST, this checks the address actually bound."""
+    if conn.app.state.settings.allow_open_access:
+        return
+    address = arrived_on_network_address(conn)
+    if address is None:
+        return
+    if address not in _warned_addresses:
+        _warned_addresses.add(address)
+        logger.error(
+            "refusing requests on %s: API_KEYS is not set and the server listens on a network "
+            "address; set API_KEYS, or ALLOW_OPEN_ACCESS=true to run open anyway", address
+        )
+    detail = (
+        f"this API runs without API_KEYS and serves only loopback clients; it was reached on {address}. "
+        "The operator must set API_KEYS (or ALLOW_OPEN_ACCESS=true)"
+    )
+    if isinstance(conn, WebSocket):
+        await conn.accept()
+        raise WebSocketException(code=CLOSE_FORBIDDEN, reason="open access is limited to loopback")
+    raise ForbiddenError(detail)
 
 
 async def current_principal(conn: HTTPConnection) -> Principal | None:

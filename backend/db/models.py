@@ -68,6 +68,8 @@ class Run(Base):
         UniqueConstraint("task_id", "number"),
         Index("ix_runs_status_created_at", "status", "created_at"),
         Index("ix_runs_lease_expires_at", "lease_expires_at"),
+        # The runner's claim: queued runs in queue order (RunRepository.claim_statement).
+        Index("ix_runs_status_queued_at", "status", "queued_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -86,6 +88,9 @@ class Run(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     usage: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     timings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # What executions that lost their lease spent after their last checkpoint (usage restarts
+    # from the checkpoint on resume, so this spend would otherwise vanish from the run's record).
+    abandoned_usage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Team state after the last finished phase, so a recovered run resumes instead of restarting.
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # Human-in-the-loop: what the run should do next when claimed, and approval bookkeeping.

@@ -13,8 +13,7 @@ from backend.schemas.text import NAME, TEXT
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200, pattern=NAME)]
 Notes = Annotated[str, StringConstraints(max_length=20_000, pattern=TEXT)]
-# Not blank: the schema says so with the pattern (a visible character somewhere).
-Feedback = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+Feedback = Annotated[str, StringConstraints(min_length=1, max_length=20_000, pattern=TEXT)]
 
 
 class RunCreate(BaseModel):
@@ -111,6 +110,14 @@ class RunRead(BaseModel):
     result: dict[str, Any] | None
     error: RunError | None
     usage: dict[str, Any]
+    abandoned_usage: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "What executions that lost their lease (a crashed or stalled worker) spent after their last "
+            "checkpoint, per role and total: billed by the provider, but not in `usage`, which restarts "
+            "from the checkpoint when the run resumes. Null when no execution was lost."
+        ),
+    )
     timings: dict[str, Any]
     attempt: int
     lease_owner: str | None

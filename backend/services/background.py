@@ -43,6 +43,7 @@ from backend.services import run_states
 from backend.services.run_execution import LeaseLostError, RunExecutor, RunInterrupted
 from backend.services.run_journal import change_status
 from backend.services.run_signals import RunSignals
+from backend.services.run_spend import add_abandoned, spent_after_checkpoint
 from backend.services.runs import PLAN, REPLAN
 
 logger = logging.getLogger("backend.runner")
@@ -438,13 +439,22 @@ class BackgroundTaskRunner:
                     self._stop_lost(lease)
                 run.lease_owner = run.lease_expires_at = None
                 run.phase = None
+                # The next execution resumes from the checkpoint, usage counts included: keep
+                # what this one spent after it (billed, but about to be overwritten).
+                lost = spent_after_checkpoint(run.usage, run.checkpoint)
+                abandoned = lost.total.to_dict() if lost.roles else None
+                if lost.roles:
+                    run.abandoned_usage = add_abandoned(run.abandoned_usage, lost)
                 if run.attempt >= self.config.max_attempts:
                     run.error_code = "too_many_attempts"
                     run.error_message = f"the run's worker stopped answering {run.attempt} times"
-                    await change_status(session, run, run_states.FAILED)
+                    await change_status(session, run, run_states.FAILED, data={"abandoned_usage": abandoned})
                 else:
                     await change_status(
-                        session, run, run_states.QUEUED, data={"reason": "lease expired", "previous_owner": previous_owner}
+                        session,
+                        run,
+                        run_states.QUEUED,
+                        data={"reason": "lease expired", "previous_owner": previous_owner, "abandoned_usage": abandoned},
                     )
                 changed += 1
             for run in await repository.lock_expired_approvals(now):

@@ -151,3 +151,38 @@ async def test_a_stall_longer_than_the_lease_does_not_execute_the_run_twice_in_o
     # Everything the planner recorded came after the second claim.
     assert all(event.seq > claims[1].seq for event in events if event.type in {"agent.message", "run.plan_ready"})
     assert runner.running_here == 0
+
+
+async def test_what_a_lost_execution_spent_after_its_checkpoint_stays_on_the_record(
+    session_factory, database_url, fake_llm
+) -> None:
+    """The execution made a second planner call (recorded in usage) after its last checkpoint,
+    then its worker died. The run resumes from the checkpoint, so that call would vanish from
+    usage: the reaper keeps it as abandoned_usage and says so in the log."""
+    runner, _ = build_runner(session_factory, database_url, fake_llm)
+    saved = {"roles": {"mike": {"prompt_tokens": 10, "completion_tokens": 5, "cost_usd": 0.001, "llm_calls": 1}}}
+    recorded = {"roles": {"mike": {"prompt_tokens": 30, "completion_tokens": 15, "cost_usd": 0.003, "llm_calls": 2}}}
+    async with session_factory() as session:
+        task = Task(title="slugify", description="", config={})
+        session.add(task)
+        await session.flush()
+        run = Run(
+            task_id=task.id, number=1, status="planning", lease_owner="gone:1:dead/claim", lease_expires_at=utcnow(),
+            usage=recorded, checkpoint={"usage": saved},
+        )
+        session.add(run)
+        await session.commit()
+        run_id = run.id
+
+    assert await runner.reap_once() == 1
+
+    async with session_factory() as session:
+        run = await session.get(Run, run_id)
+        requeued = await session.scalar(
+            select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.type == "run.status").order_by(RunEvent.seq.desc())
+        )
+    lost = run.abandoned_usage["total"]
+    assert (lost["llm_calls"], lost["prompt_tokens"], lost["completion_tokens"]) == (1, 20, 10)
+    assert lost["cost_usd"] == pytest.approx(0.002)
+    assert run.abandoned_usage["roles"]["mike"]["llm_calls"] == 1
+    assert requeued.data["reason"] == "lease expired" and requeued.data["abandoned_usage"]["llm_calls"] == 1
