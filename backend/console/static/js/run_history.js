@@ -16,21 +16,37 @@ export function filesInReply(content) {
   return files.length ? files : [{ path: "reply", content }];
 }
 
-function messages(events, role, action) {
-  return events.filter((event) => event.type === "agent.message" && event.data.role === role && event.data.action === action);
-}
-
-// One entry per version the team wrote: [{round, code: [...files], tests: [...files], review}]
+// The code and tests as each review saw them: [{round, code, tests, review}], one per review,
+// plus the work in progress after the last one. Alex and Bob may each revise or not in a round
+// (the review says what must change), so versions are cut at reviews, not counted per writer;
+// a reply's files replace those of the same name and keep the rest.
 export function rounds(events) {
-  const code = messages(events, "alex", "WriteCode");
-  const tests = messages(events, "bob", "WriteTest");
   const reviews = reviewsOf(events);
-  return code.map((message, round) => ({
-    round,
-    code: filesInReply(message.data.content),
-    tests: tests[round] ? filesInReply(tests[round].data.content) : [],
-    review: reviews[round] || null,
-  }));
+  const versions = [];
+  let code = new Map();
+  let tests = new Map();
+  let pending = false;
+  const merged = (files, reply) => new Map([...files, ...filesInReply(reply).map((file) => [file.path, file.content])]);
+  const snapshot = (review) => ({
+    round: versions.length,
+    code: [...code].map(([path, content]) => ({ path, content })),
+    tests: [...tests].map(([path, content]) => ({ path, content })),
+    review,
+  });
+  for (const event of events) {
+    if (event.type !== "agent.message") continue;
+    const { role, action, content } = event.data;
+    if (role === "alex" && action === "WriteCode") code = merged(code, content);
+    else if (role === "bob" && action === "WriteTest") tests = merged(tests, content);
+    else if (action === "ReviewCode" || action === "HumanReview") {
+      versions.push(snapshot(reviews[versions.length] || null));
+      pending = false;
+      continue;
+    } else continue;
+    pending = true;
+  }
+  if (pending && versions.length) versions.push(snapshot(null));
+  return versions;
 }
 
 export function reviewsOf(events) {

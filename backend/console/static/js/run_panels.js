@@ -180,17 +180,19 @@ export function rawLink(runId, name) {
 
 // Revisions: what the reviewer asked for next to what changed.
 
-function filesDiff(before, after) {
+// The files that differ between two versions, as diffs.
+function filesDiff(before, after, what) {
   const old = new Map(before.map((file) => [file.path, file.content]));
   const fresh = new Map(after.map((file) => [file.path, file.content]));
-  const names = [...new Set([...old.keys(), ...fresh.keys()])];
-  return names.map((name) => diffBlock(name, old.get(name), fresh.get(name)));
+  const changed = [...new Set([...old.keys(), ...fresh.keys()])].filter((name) => old.get(name) !== fresh.get(name));
+  if (!changed.length) return h("p", { class: "muted" }, `The ${what} did not change in this round.`);
+  return changed.map((name) => diffBlock(name, old.get(name), fresh.get(name)));
 }
 
 export function revisionsPanel(run, events) {
   const versions = rounds(events);
   if (versions.length < 2) {
-    return h("p", { class: "muted", "data-testid": "no-revisions" }, versions.length ? "No revision round: the first version was the last (yet)." : "Alex has not written code yet.");
+    return h("p", { class: "muted", "data-testid": "no-revisions" }, versions.length ? "No revision round: the reviewer's first verdict stood." : "Charlie has not reviewed yet.");
   }
   return h(
     "div",
@@ -201,7 +203,7 @@ export function revisionsPanel(run, events) {
       return h(
         "section",
         { class: "revision", dataset: { round: version.round } },
-        h("h3", {}, `Revision ${version.round}: round ${version.round} → round ${version.round + 1}`),
+        h("h3", {}, `Revision ${version.round}`, version.review ? `: what round ${version.round + 1} changed` : " (in progress)"),
         h(
           "div",
           { class: "revision-grid" },
@@ -211,7 +213,14 @@ export function revisionsPanel(run, events) {
             h("h4", {}, "What the reviewer asked for"),
             asked ? h("ul", {}, (asked.notes.length ? asked.notes : [asked.text]).map((note) => h("li", {}, note))) : h("p", { class: "muted" }, "No review recorded."),
           ),
-          h("div", { class: "changed" }, h("h4", {}, "What changed in the code"), filesDiff(previous.code, version.code), version.tests.length ? [h("h4", {}, "What changed in the tests"), filesDiff(previous.tests, version.tests)] : null),
+          h(
+            "div",
+            { class: "changed" },
+            h("h4", {}, "What changed in the code"),
+            filesDiff(previous.code, version.code, "code"),
+            h("h4", {}, "What changed in the tests"),
+            filesDiff(previous.tests, version.tests, "tests"),
+          ),
         ),
       );
     }),
