@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Self
 
 
 class CuttingProxy:
@@ -23,7 +24,7 @@ class CuttingProxy:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> CuttingProxy:
+    def __enter__(self) -> Self:
         threading.Thread(target=self._accept, name="cutting-proxy", daemon=True).start()
         return self
 
