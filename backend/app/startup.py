@@ -10,12 +10,12 @@ import os
 import socket
 from pathlib import Path
 
-from mgx_agent.llm import LLMConfig
 from sqlalchemy.engine import URL
 
 from backend.access import KeyRing
 from backend.config import Settings, SettingsError
 from backend.services.health import url_without_credentials
+from mgx_agent.llm import LLMConfig
 
 # A source checkout has these next to ``backend/``; an installed copy does not.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

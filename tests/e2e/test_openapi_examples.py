@@ -48,12 +48,12 @@ def test_every_request_body_example_is_accepted_as_sent(api: httpx.Client) -> No
     spec = api.get("/openapi.json").json()
     operations = body_operations(spec)
     assert len(operations) >= 6
+    ids = {"task_id": fresh_task, "run_id": run_awaiting_approval}
 
     for method, path, operation in operations:
         media = operation["requestBody"]["content"].get("application/json")
         assert media is not None and "example" in media, f"{method.upper()} {path} has no request example"
         body = dict(media["example"])
-        ids = {"task_id": fresh_task, "run_id": run_awaiting_approval}
         url = re.sub(r"\{(\w+)\}", lambda match: ids[match[1]](api), path)
         if "task_id" in body:
             body["task_id"] = fresh_task(api)

@@ -118,9 +118,9 @@ class _Connection:
     def forward_requests(self) -> None:
         try:
             while chunk := self.client.recv(65536):
-                if chunk[:4] in {b"GET ", b"POST", b"PATC", b"DELE", b"PUT "}:
-                    if self.proxy._take_cut(chunk.decode("latin-1")):
-                        self.remaining = self.proxy.cut_after_bytes
+                is_head = chunk[:4] in {b"GET ", b"POST", b"PATC", b"DELE", b"PUT "}
+                if is_head and self.proxy._take_cut(chunk.decode("latin-1")):
+                    self.remaining = self.proxy.cut_after_bytes
                 self.upstream.sendall(chunk)
         except OSError:
             pass

@@ -15,15 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from mgx_agent.llm import LLMConfig
 from sqlalchemy.engine import make_url
 
 from backend.access import KeyRing, parse_api_keys
 from backend.app import startup
 from backend.config import SettingsError, load_llm_config, load_settings
+from backend.db.types import utcnow
 from backend.observability.run_log import RunTransitionLog
 from backend.services.events import StreamEvent
-from backend.db.types import utcnow
+from mgx_agent.llm import LLMConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
