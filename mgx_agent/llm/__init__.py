@@ -17,8 +17,10 @@ from mgx_agent.llm.base import (
     TokenUsage,
 )
 from mgx_agent.llm.config import DEFAULT_OPENAI_BASE_URL, LLMConfig, ModelPrice
+from mgx_agent.llm.model_options import ModelRequestOptions, request_options_for
 from mgx_agent.llm.openai_client import OpenAICompatibleClient
 from mgx_agent.llm.pricing import BUILT_IN_PRICES, PriceTable
+from mgx_agent.llm.reasoning import SplitReply, split_reasoning
 from mgx_agent.llm.session import LLMSession
 
 
@@ -48,9 +50,13 @@ __all__ = [
     "LLMResponse",
     "LLMSession",
     "ModelPrice",
+    "ModelRequestOptions",
     "OpenAICompatibleClient",
     "PriceTable",
+    "SplitReply",
     "TokenUsage",
     "build_llm_client",
     "build_price_table",
+    "request_options_for",
+    "split_reasoning",
 ]
