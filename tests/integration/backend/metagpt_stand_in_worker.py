@@ -19,6 +19,13 @@ os.dup2(2, 1)
 sys.stdout = sys.stderr
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
 
+if "--check" in sys.argv:  # answered before the team's imports, as quickly as a probe wants
+    _PROTOCOL_OUT.write(
+        b'{"engine": "metagpt", "version": "stand-in", "python": "%s"}\n'
+        % sys.version.split()[0].encode()
+    )
+    sys.exit(0)
+
 import asyncio
 import threading
 from typing import Any
@@ -157,11 +164,6 @@ async def serve(start: dict[str, Any]) -> None:
 
 def main() -> None:
     print("stand-in worker chatter that must never reach the protocol stream")
-    if "--check" in sys.argv:
-        _PROTOCOL_OUT.write(
-            encode({"engine": "metagpt", "version": "stand-in", "python": sys.version.split()[0]})
-        )
-        return
     start = decode(sys.stdin.buffer.readline())
     if "CRASH-THE-WORKER" in start["task"]:
         sys.stderr.write("stand-in worker: ImportError: MetaGPT could not load its provider\n")

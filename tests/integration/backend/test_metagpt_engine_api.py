@@ -160,46 +160,38 @@ async def test_metagpt_cancel_mid_call_stops_the_worker_within_two_seconds(
     assert len(actions_for(fake_llm, run["id"])) == calls
 
 
-async def test_metagpt_worker_that_dies_fails_the_run_with_its_own_words(
-    run_app, stand_in_python
-) -> None:
-    client = await run_app(mgx_metagpt_python=stand_in_python[0])
-    task = (
-        await client.post(
-            "/tasks/", json={"title": "crash", "description": "CRASH-THE-WORKER", "config": METAGPT}
-        )
-    ).json()
-    run = (await client.post("/runs/", json={"task_id": task["id"]})).json()
-    done = await wait_for_status(client, run["id"], {"failed", "completed"})
-    assert done["status"] == "failed"
-    assert done["error"]["code"] == "engine_crashed"
-    assert "exited with status 3" in done["error"]["message"]
-    assert "ImportError: MetaGPT could not load its provider" in done["error"]["message"]
-
-
-async def test_metagpt_worker_error_fails_the_run_with_the_real_cause(
+async def test_metagpt_failures_fail_the_run_with_the_real_cause(
     run_app, fake_llm: FakeLLMServer, stand_in_python
 ) -> None:
+    """A worker that dies, a worker that reports an error, and a spent budget (the worker is
+    stopped before another call): three runs at once on one service."""
     fake_llm.enqueue("I would rather not write code.", action="WriteCode")
     fake_llm.enqueue("Still no code, sorry.", action="WriteCode")
     client = await run_app(mgx_metagpt_python=stand_in_python[0])
-    _, run = await start_run(client, {**METAGPT, "auto_approve_plan": True})
-    done = await wait_for_status(client, run["id"], {"failed", "completed"})
-    assert done["status"] == "failed"
-    assert done["error"]["code"] == "malformed_output"
+
+    async def run_of(description: str, config: dict) -> str:
+        body = {"title": "fizzbuzz", "description": description, "config": {**METAGPT, **config}}
+        task = (await client.post("/tasks/", json=body)).json()
+        return (await client.post("/runs/", json={"task_id": task["id"]})).json()["id"]
+
+    crashed = await run_of("CRASH-THE-WORKER", {})
+    malformed = await run_of("write fizzbuzz(n)", {"auto_approve_plan": True})
+    broke = await run_of("write fizzbuzz(n)", {"auto_approve_plan": True, "budget_usd": 0.000001})
+    finished = {"failed", "completed"}
+
+    done = await wait_for_status(client, crashed, finished)
+    assert (done["status"], done["error"]["code"]) == ("failed", "engine_crashed")
+    assert "exited with status 3" in done["error"]["message"]
+    assert "ImportError: MetaGPT could not load its provider" in done["error"]["message"]
+
+    done = await wait_for_status(client, malformed, finished)
+    assert (done["status"], done["error"]["code"]) == ("failed", "malformed_output")
     assert done["error"]["message"].startswith("alex: WriteCode output unusable")
     assert done["usage"]["total"]["llm_calls"] == 4
 
-
-async def test_metagpt_budget_spent_stops_the_worker_before_another_call(
-    run_app, fake_llm: FakeLLMServer, stand_in_python
-) -> None:
-    client = await run_app(mgx_metagpt_python=stand_in_python[0])
-    _, run = await start_run(client, {**METAGPT, "auto_approve_plan": True, "budget_usd": 0.000001})
-    done = await wait_for_status(client, run["id"], {"failed", "completed"})
-    assert done["status"] == "failed"
-    assert done["error"]["code"] == "budget_exceeded"
-    assert actions_for(fake_llm, run["id"]) == ["AnalyzeTask"]
+    done = await wait_for_status(client, broke, finished)
+    assert (done["status"], done["error"]["code"]) == ("failed", "budget_exceeded")
+    assert actions_for(fake_llm, broke) == ["AnalyzeTask"]
     assert done["usage"]["total"]["llm_calls"] == 1
 
 
@@ -231,10 +223,9 @@ async def test_health_status_lists_the_engines_and_why_metagpt_is_missing(
     assert done["error"]["code"] == "engine_unavailable"
     assert "MGX_METAGPT_PYTHON is not set" in done["error"]["message"]
 
-
-async def test_unknown_engine_is_refused_with_a_problem(run_app) -> None:
-    client = await run_app()
-    response = await client.post("/tasks/", json={"title": "t", "config": {"engine": "crewai"}})
-    assert response.status_code == 422
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert "engine" in response.text
+    unknown = await missing_client.post(
+        "/tasks/", json={"title": "t", "config": {"engine": "crewai"}}
+    )
+    assert unknown.status_code == 422
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+    assert "engine" in unknown.text
