@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run
@@ -71,14 +71,20 @@ class RunRepository:
 
         On SQLite the surrounding ``BEGIN IMMEDIATE`` transaction is the lock.
         """
-        rows = await self.session.scalars(
+        rows = await self.session.scalars(self.claim_statement(limit))
+        return rows.all()
+
+    @staticmethod
+    def claim_statement(limit: int) -> Select[tuple[Run]]:
+        # ix_runs_status_queued_at yields the queued rows already in claim order, so the claim
+        # reads ``limit`` index entries however many finished or queued runs the table holds.
+        return (
             select(Run)
             .where(Run.status == "queued", Run.cancel_requested.is_(False))
             .order_by(Run.queued_at, Run.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return rows.all()
 
     async def update_leased(
         self,
