@@ -250,6 +250,8 @@ def test_a_revision_round_shows_what_the_reviewer_asked_next_to_the_diff(
     assert code_diff.get_attribute("data-state") == "changed"
     assert code_diff.locator(".diff-del").inner_text().endswith('"""FizzBuzz."""')
     assert code_diff.locator(".diff-add").inner_text().endswith(REVISED_LINE)
+    # Only Alex revised (the review was about the code): the tests' side says so.
+    assert "The tests did not change in this round." in revision.locator(".changed").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.get_by_role("tab", name="Revisions").press("ArrowRight")  # the tabs work from the keyboard
     expect(page.get_by_role("tab", name="Tests")).to_be_focused()
