@@ -99,7 +99,7 @@ function fileKind(run, name) {
   return TEST_FILE.test(name) ? "tests" : "code";
 }
 
-function tree(artifacts, choose) {
+function tree(artifacts, choose, selectedName) {
   const root = { dirs: new Map(), files: [] };
   for (const artifact of artifacts) {
     const parts = artifact.name.split("/");
@@ -116,7 +116,7 @@ function tree(artifacts, choose) {
       { role: "group" },
       [...node.dirs].map(([name, child]) => h("li", {}, h("span", { class: "dir" }, `${name}/`), render(child))),
       node.files.map(({ artifact, label }) =>
-        h("li", {}, h("button", { type: "button", class: "file", dataset: { name: artifact.name }, onclick: () => choose(artifact) }, label, h("span", { class: "muted" }, ` ${formatBytes(artifact.size)}`))),
+        h("li", {}, h("button", { type: "button", class: "file", dataset: { name: artifact.name }, "aria-current": String(artifact.name === selectedName), onclick: () => choose(artifact) }, label, h("span", { class: "muted" }, ` ${formatBytes(artifact.size)}`))),
       ),
     );
   return render(root);
@@ -138,7 +138,7 @@ export class FilesPanel {
     for (const artifact of run.artifacts) groups[fileKind(run, artifact.name)].push(artifact);
     const titles = { code: "Code", tests: "Tests", reports: "Reports" };
     this.navigation.replaceChildren(
-      ...Object.entries(groups).filter(([, items]) => items.length).map(([kind, items]) => h("section", { dataset: { kind } }, h("h3", {}, titles[kind]), tree(items, (artifact) => this.show(artifact).catch(showError)))),
+      ...Object.entries(groups).filter(([, items]) => items.length).map(([kind, items]) => h("section", { dataset: { kind } }, h("h3", {}, titles[kind]), tree(items, (artifact) => this.show(artifact).catch(showError), this.selected?.name))),
     );
     if (!run.artifacts.length) this.navigation.append(h("p", { class: "muted" }, "No files yet."));
     const current = this.selected && run.artifacts.find((artifact) => artifact.name === this.selected.name);
@@ -169,6 +169,8 @@ export function rawLink(runId, name) {
   const path = `runs/${runId}/artifacts/${name.split("/").map(encodeURIComponent).join("/")}`;
   return h("a", {
     href: apiUrl(path).pathname,
+    target: "_blank",
+    rel: "noopener",
     class: "raw-link",
     onclick: (event) => {
       if (!credentials.key) return;
