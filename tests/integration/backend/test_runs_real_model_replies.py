@@ -55,18 +55,12 @@ async def test_think_block_and_approval_over_a_failing_test_end_completed_after_
     assert "<think>" not in first_code["content"] and "print(i)" in first_code["reasoning"]
 
 
-async def test_task_config_may_let_an_approval_stand_over_failing_tests(run_app, fake_llm: FakeLLMServer) -> None:
-    client = await run_app(mgx_sandbox="unsafe-subprocess")
-    fake_llm.enqueue(WRONG_TESTS, role="bob", action="WriteTest")
-    fake_llm.enqueue(APPROVAL_DESPITE_FAILURE, role="charlie", action="ReviewCode")
-    _, run = await start_run(client, {"auto_approve_plan": True, "require_passing_tests": False})
-
-    done = await wait_for_status(client, run["id"], {"completed", "failed"}, timeout=30)
-
-    assert done["status"] == "completed", done["error"]
-    assert done["result"]["verification"] == {
-        "tests": "failing",
-        "required": False,
-        "detail": "1 passed, 1 failed, 0 errors",
-    }
-    assert "require_passing_tests=false" in done["result"]["stop_reason"]
+async def test_task_config_takes_require_passing_tests(run_app) -> None:
+    # The behaviour is the engine's (tests/unit/mgx_agent/test_team_review_loop.py); here the
+    # API accepts the key, stores it and refuses a non-boolean.
+    client = await run_app()
+    created = await client.post("/tasks/", json={"title": "t", "config": {"require_passing_tests": False}})
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["require_passing_tests"] is False
+    refused = await client.post("/tasks/", json={"title": "t", "config": {"require_passing_tests": "no"}})
+    assert refused.status_code == 422

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
+from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.model_replies import (
     APPROVAL_DESPITE_FAILURE,
     GPT4O_CRLF_CODE,
     R1_ANALYZE,
     TASK,
-    TRUNCATED_CODE,
     WRONG_TESTS,
 )
 
@@ -36,6 +35,7 @@ def run_cli(server: FakeLLMServer, args: list[str], tmp_path: Path) -> subproces
         capture_output=True,
         text=True,
         timeout=90,
+        check=False,
     )
 
 
@@ -56,15 +56,3 @@ def test_cli_completes_over_think_crlf_and_an_approval_over_a_failing_test(
     assert "treated as CHANGES_REQUIRED" in completed.stderr
     assert "\r" not in (tmp_path / "out" / "fizzbuzz.py").read_text()
     assert len(fake_llm.requests_for(action="WriteCode")) == 2  # first ask, then the revision
-
-
-def test_cli_reports_a_cut_off_reply_as_llm_truncated(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
-    cut = FakeReply(content=TRUNCATED_CODE, finish_reason="length")
-    fake_llm.enqueue(cut, role="alex", action="WriteCode")
-    fake_llm.enqueue(cut, role="alex", action="WriteCode")
-
-    completed = run_cli(fake_llm, ["--sandbox", "off"], tmp_path)
-
-    assert completed.returncode == 2
-    assert "Error (llm_truncated)" in completed.stderr
-    assert "MGX_LLM_MAX_TOKENS" in completed.stderr
