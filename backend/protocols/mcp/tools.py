@@ -127,10 +127,14 @@ async def wait_run(
     run = await approval.apply_answers(run)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_seconds
-    finished = run.status in run_states.TERMINAL_STATUSES
-    subscription = None if finished else await services.events.subscribe_run(run_id, after, owner=services.owner)
+    if run.status in run_states.TERMINAL_STATUSES:
+        return structured(RunView.of(run))
+    subscription = await services.events.subscribe_run(run_id, after, owner=services.owner)
     try:
-        while run.status not in run_states.TERMINAL_STATUSES:
+        # The stream, not a re-read of the run, says when it ended: the run's row can be ahead
+        # of the events delivered so far, and every one of them is reported first.
+        ended = subscription is None
+        while not ended:
             if run.status == run_states.AWAITING_APPROVAL:
                 asked = await approval.ask(run)
                 if isinstance(asked, InputRequiredResult):
@@ -139,18 +143,19 @@ async def wait_run(
                     break  # nobody decided: the caller decides with approve_plan / reject_plan
                 run = asked
             remaining = deadline - loop.time()
-            batch = await subscription.next_batch(idle_timeout=remaining) if subscription and remaining > 0 else None
+            batch = await subscription.next_batch(idle_timeout=remaining) if remaining > 0 else None
             if not batch:
                 break
-            changed = False
+            needs_approval = False
             for event in batch:
                 if event.seq is None:
                     continue
                 message = progress_message(event)
                 if message is not None:
                     await ctx.report_progress(event.seq, message=message)
-                changed = changed or event.terminal or event.type in {"run.status", "run.approval_required"}
-            if changed:
+                ended = ended or event.terminal
+                needs_approval = needs_approval or event.type == "run.approval_required"
+            if needs_approval and not ended:
                 run = await services.runs.get_run_read(run_id)
     finally:
         if subscription is not None:
