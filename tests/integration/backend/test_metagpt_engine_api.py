@@ -18,14 +18,14 @@ import pytest
 from mgx_agent.llm import TokenUsage
 from mgx_agent.llm.pricing import PriceTable
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
-from tests.integration.backend.conftest import start_run, wait_for_status
+from tests.integration.backend.conftest import fake_llm_config, start_run, wait_for_status
 
 STAND_IN = Path(__file__).with_name("metagpt_stand_in_worker.py")
 FULL_SEQUENCE = ["AnalyzeTask", "DraftPlan", "WriteCode", "WriteTest", "ReviewCode"]
 METAGPT = {"engine": "metagpt"}
 
 # One database is enough here: the engine is what is under test, not the repositories.
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -54,19 +54,21 @@ def alive(pid: int) -> bool:
     return True
 
 
+@SQLITE_ONLY
 async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in_our_sandbox(
     run_app, fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
 ) -> None:
-    replies: list[TokenUsage] = []
+    replies: list[tuple[str, TokenUsage]] = []
 
     def respond(request: FakeRequest) -> FakeReply:
         usage = TokenUsage(prompt_tokens=100 + len(replies), completion_tokens=10 + len(replies))
-        replies.append(usage)
+        replies.append((str(request.model), usage))
         return FakeReply(content=demo_responder(request), usage=usage)
 
     fake_llm.set_responder(respond)
     client = await run_app(mgx_metagpt_python=stand_in_python[0], mgx_sandbox="auto")
-    _, run = await start_run(client, METAGPT)
+    # Alex on another model: per-role models reach the engine's calls and are priced as such.
+    _, run = await start_run(client, {**METAGPT, "models": {"alex": "gpt-4o"}})
 
     waiting = await wait_for_status(client, run["id"], "awaiting_approval")
     assert waiting["plan"]["steps"] and waiting["complexity"] in {"XS", "S", "M", "L", "XL"}
@@ -93,9 +95,10 @@ async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in
 
     total = done["usage"]["total"]
     assert total["llm_calls"] == len(replies) == 5
-    assert total["prompt_tokens"] == sum(usage.prompt_tokens for usage in replies)
-    assert total["completion_tokens"] == sum(usage.completion_tokens for usage in replies)
-    expected_cost = sum(PriceTable().cost("gpt-4o-mini", usage)[0] for usage in replies)
+    assert total["prompt_tokens"] == sum(usage.prompt_tokens for _, usage in replies)
+    assert total["completion_tokens"] == sum(usage.completion_tokens for _, usage in replies)
+    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 2 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
+    expected_cost = sum(PriceTable().cost(model, usage)[0] for model, usage in replies)
     assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
     assert set(done["usage"]["roles"]) == {"mike", "alex", "bob", "charlie"}
 
@@ -115,6 +118,7 @@ async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in
     assert not any("chatter" in str(event["data"]) for event in events)
 
 
+@SQLITE_ONLY
 async def test_metagpt_reject_with_feedback_replans(
     run_app, fake_llm: FakeLLMServer, stand_in_python
 ) -> None:
@@ -133,6 +137,7 @@ async def test_metagpt_reject_with_feedback_replans(
     assert actions_for(fake_llm, run["id"]).count("AnalyzeTask") == 1
 
 
+@SQLITE_ONLY
 async def test_metagpt_cancel_mid_call_stops_the_worker_within_two_seconds(
     run_app, fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
 ) -> None:
@@ -160,6 +165,7 @@ async def test_metagpt_cancel_mid_call_stops_the_worker_within_two_seconds(
     assert len(actions_for(fake_llm, run["id"])) == calls
 
 
+@SQLITE_ONLY
 async def test_metagpt_failures_fail_the_run_with_the_real_cause(
     run_app, fake_llm: FakeLLMServer, stand_in_python
 ) -> None:
@@ -195,6 +201,7 @@ async def test_metagpt_failures_fail_the_run_with_the_real_cause(
     assert done["usage"]["total"]["llm_calls"] == 1
 
 
+@SQLITE_ONLY
 async def test_health_status_lists_the_engines_and_why_metagpt_is_missing(
     run_app, stand_in_python
 ) -> None:
@@ -229,3 +236,45 @@ async def test_health_status_lists_the_engines_and_why_metagpt_is_missing(
     assert unknown.status_code == 422
     assert unknown.headers["content-type"].startswith("application/problem+json")
     assert "engine" in unknown.text
+
+
+class _StopAfterCoding(Exception):
+    pass
+
+
+async def test_metagpt_engine_resumes_from_its_checkpoint_without_redoing_finished_phases(
+    fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
+) -> None:
+    """The executor's view without the service: a run stopped after coding (as a restart
+    would stop it) continues from the checkpoint with a new worker and never codes again."""
+    from mgx_agent.config import SandboxConfig, TeamConfig
+    from mgx_agent.engines.out_of_process import OutOfProcessEngine, metagpt_command
+    from mgx_agent.events import PhaseFinished, TeamEvent
+
+    shim, pids = stand_in_python
+    config = TeamConfig(engine="metagpt", enable_caching=False, sandbox=SandboxConfig(mode="off"))
+    llm = fake_llm_config(fake_llm)
+
+    async def stop_after_coding(event: TeamEvent) -> None:
+        if isinstance(event, PhaseFinished) and event.phase == "coding":
+            raise _StopAfterCoding
+
+    first = OutOfProcessEngine(
+        metagpt_command(shim), config, llm, run_label="resumed", on_event=stop_after_coding
+    )
+    await first.analyze_and_plan("write fizzbuzz(n)")
+    first.approve_plan()
+    with pytest.raises(_StopAfterCoding):
+        await first.execute()
+    await first.aclose()
+    assert not any(alive(int(path.name)) for path in pids.iterdir())
+    checkpoint = first.state
+    assert checkpoint["next_phase"] == "testing" and checkpoint["usage"]["total"]["llm_calls"] == 3
+
+    second = OutOfProcessEngine(
+        metagpt_command(shim), config, llm, run_label="resumed", checkpoint=checkpoint
+    )
+    result = await second.execute()
+    assert result.outcome == "approved"
+    assert actions_for(fake_llm, "resumed") == FULL_SEQUENCE
+    assert result.usage["total"]["llm_calls"] == 5

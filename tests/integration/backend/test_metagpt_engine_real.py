@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mgx_agent.llm import TokenUsage
 from mgx_agent.llm.pricing import PriceTable
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
-
 from tests.integration.backend.conftest import start_run, wait_for_status
 
 METAGPT_PYTHON = os.environ.get("MGX_METAGPT_PYTHON", "")
@@ -64,16 +64,17 @@ def alive(pid: int) -> bool:
 async def test_metagpt_team_plans_then_codes_tests_in_our_sandbox_reviews_and_completes(
     run_app, fake_llm: FakeLLMServer, metagpt_python
 ) -> None:
-    replies: list[TokenUsage] = []
+    replies: list[tuple[str, TokenUsage]] = []
 
     def respond(request: FakeRequest) -> FakeReply:
         usage = TokenUsage(prompt_tokens=200 + len(replies), completion_tokens=20 + len(replies))
-        replies.append(usage)
+        replies.append((str(request.model), usage))
         return FakeReply(content=demo_responder(request), usage=usage)
 
     fake_llm.set_responder(respond)
     client = await run_app(mgx_metagpt_python=metagpt_python[0], mgx_sandbox="auto")
-    _, run = await start_run(client, METAGPT)
+    # Alex on another model: per-role models reach the engine's calls, and are priced as such.
+    _, run = await start_run(client, {**METAGPT, "models": {"alex": "gpt-4o"}})
     waiting = await wait_for_status(
         client, run["id"], {"awaiting_approval", "failed"}, timeout=SLOW
     )
@@ -103,9 +104,10 @@ async def test_metagpt_team_plans_then_codes_tests_in_our_sandbox_reviews_and_co
 
     total = done["usage"]["total"]
     assert total["llm_calls"] == len(replies) == 5
-    assert total["prompt_tokens"] == sum(usage.prompt_tokens for usage in replies)
-    assert total["completion_tokens"] == sum(usage.completion_tokens for usage in replies)
-    expected_cost = sum(PriceTable().cost("gpt-4o-mini", usage)[0] for usage in replies)
+    assert total["prompt_tokens"] == sum(usage.prompt_tokens for _, usage in replies)
+    assert total["completion_tokens"] == sum(usage.completion_tokens for _, usage in replies)
+    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 2 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
+    expected_cost = sum(PriceTable().cost(model, usage)[0] for model, usage in replies)
     assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
 
     status = (await client.get("/health/status")).json()["engines"]["metagpt"]
