@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from backend.db.engine import READ_ONLY_OPTION
+from backend.db.failures import unavailable_cause
 from backend.db.models import RunEvent
 from backend.db.repositories.run_events import RunEventRepository
 from backend.db.repositories.runs import RunRepository
@@ -39,6 +40,7 @@ from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.errors import NotFoundError
 from backend.observability import metrics
+from backend.observability.dependencies import DependencyWatch
 from backend.services import run_states
 
 logger = logging.getLogger("backend.events")
@@ -231,6 +233,7 @@ class EventBroadcaster:
         self.session_factory = session_factory
         self.redis = redis
         self.poll_seconds = poll_seconds
+        self._poll_watch = DependencyWatch("database", logger, unavailable_cause)
         self.queue_size = queue_size
         self.stream_deltas = stream_deltas
         self.origin = uuid.uuid4().hex
@@ -391,8 +394,10 @@ class EventBroadcaster:
                 continue
             try:
                 await self._poll_once()
+                self._poll_watch.succeeded()
             except Exception as exc:
-                logger.warning("polling the event log failed (%s); retrying", exc)
+                # Once per outage, not every poll: the watch logs the first failure and the return.
+                self._poll_watch.failed(exc, "polling the event log")
 
     async def _poll_once(self) -> None:
         async with self._read_session() as session:
