@@ -278,6 +278,13 @@ def test_one_key_does_not_see_another_keys_runs_and_manages_its_own_tasks(consol
     assert "alice's" not in page.locator("#runs-table").inner_text()
     bobs = console.create_run(BOB_KEY, "bob's fizzbuzz")
     page.locator(f"#runs-table tr[data-run-id='{bobs['id']}']").wait_for()  # appears without a reload
+    cancelled = console.create_run(BOB_KEY, "bob's cancelled fizzbuzz")
+    with console.api(BOB_KEY) as client:
+        assert client.post(f"/runs/{cancelled['id']}/cancel").status_code == 200
+    page.locator(f"#runs-table tr[data-run-id='{cancelled['id']}']").wait_for()
+    page.get_by_label("Status").select_option("awaiting_approval")  # the filter
+    page.locator(f"#runs-table tr[data-run-id='{bobs['id']}'][data-status='awaiting_approval']").wait_for()
+    expect(page.locator(f"#runs-table tr[data-run-id='{cancelled['id']}']")).to_have_count(0)
     page.get_by_role("link", name="Tasks").click()
     page.locator("#tasks-table tbody tr").first.wait_for()
     assert "alice's" not in page.locator("#tasks-table").inner_text()
