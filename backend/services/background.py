@@ -134,6 +134,7 @@ class BackgroundTaskRunner:
         if self.config.workers:
             self._loops.append(asyncio.create_task(self._dispatch(), name=DISPATCHER_TASK_NAME))
         self._loops.append(asyncio.create_task(self._heartbeat(), name="runner-heartbeat"))
+        self._loops.append(asyncio.create_task(self._lease_watchdog(), name="runner-lease-watchdog"))
         self._loops.append(asyncio.create_task(self._reaper(), name="runner-reaper"))
         logger.info("runner started: %d worker(s), owner %s", self.config.workers, self.owner)
 
@@ -385,7 +386,6 @@ class BackgroundTaskRunner:
 
     async def _heartbeat(self) -> None:
         while await self._pause(self.config.heartbeat_seconds):
-            self._stop_lapsed()
             if not self._active:
                 continue
             try:
@@ -408,6 +408,12 @@ class BackgroundTaskRunner:
             else:
                 # Cancelled (possibly by another process) or reaped: stop working on it.
                 self._stop_lost(lease)
+
+    async def _lease_watchdog(self) -> None:
+        """Checks the leases' deadlines on its own, without the database: a heartbeat stuck in a
+        statement that never answers must not keep a lapsed execution going."""
+        while await self._pause(self.config.heartbeat_seconds):
+            self._stop_lapsed()
 
     def _stop_lapsed(self) -> None:
         """Stop executions whose lease this process could not extend in time (its own clock)."""

@@ -186,3 +186,35 @@ async def test_what_a_lost_execution_spent_after_its_checkpoint_stays_on_the_rec
     assert lost["cost_usd"] == pytest.approx(0.002)
     assert run.abandoned_usage["roles"]["mike"]["llm_calls"] == 1
     assert requeued.data["reason"] == "lease expired" and requeued.data["abandoned_usage"]["llm_calls"] == 1
+
+
+async def test_an_execution_whose_lease_cannot_be_extended_stops_when_it_lapses(
+    session_factory, database_url, fake_llm
+) -> None:
+    """The heartbeat's statement waits on a lock (as on a database that stopped answering) for
+    longer than the lease: by then any reaper may give the run to another worker, so this
+    process stops the execution itself, mid-call, instead of running on beside the next one."""
+
+    def slow_planner(request: FakeRequest) -> FakeReply | None:
+        return FakeReply(content=demo_responder(request), delay_seconds=5) if request.role == "mike" else None
+
+    fake_llm.set_responder(slow_planner)
+    runner, _ = build_runner(session_factory, database_url, fake_llm, lease_seconds=0.6, heartbeat_seconds=0.1)
+    run_id = await queued_run(session_factory)
+    await runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not fake_llm.requests_for(role="mike"):
+            assert time.monotonic() < deadline, "the planner was never called"
+            await asyncio.sleep(0.02)
+        async with session_factory() as blocker:
+            # Holds the run's row (and on SQLite the write lock): the heartbeat cannot extend.
+            await blocker.execute(select(Run).where(Run.id == run_id).with_for_update())
+            stopped_by = time.monotonic() + 2
+            while runner.running_here:
+                assert time.monotonic() < stopped_by, "the execution went on after its lease lapsed"
+                await asyncio.sleep(0.05)
+            await blocker.rollback()
+    finally:
+        await runner.stop()
+    assert len(fake_llm.requests_for(role="mike")) == 1
