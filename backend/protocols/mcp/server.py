@@ -112,7 +112,10 @@ def _run_with_app(app: FastAPI, server: MCPServer) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        async with service_lifespan(app_) as state, server.session_manager.run():
+        # The session manager outlives the service's own lifespan at both ends: at shutdown the
+        # service drains first and closes the event streams, which ends open MCP calls cleanly
+        # before the manager cancels what is left.
+        async with server.session_manager.run(), service_lifespan(app_) as state:
             yield state
 
     app.router.lifespan_context = lifespan
