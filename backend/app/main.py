@@ -42,6 +42,7 @@ from backend.schemas.health import ServiceInfoRead
 from backend.schemas.problem import Problem
 from backend.services.background import BackgroundTaskRunner, RunnerConfig
 from backend.services.events import EventBroadcaster
+from backend.services.health import database_problem
 from backend.services.run_execution import RunExecutor
 from backend.services.run_metrics import RunMetricsRecorder
 from backend.services.run_signals import RunSignals
@@ -127,6 +128,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runner.start()
         app.state.shutdown.install_signal_handlers()
         announce_access(app)
+        if (problem := await database_problem(probe_engine)) is not None:
+            logger.error("database not usable: %s; API calls answer 503 until it is fixed", problem)
         logger.info(
             "started: database %s, cache %s, %d runner worker(s)",
             "migrated" if settings.db_auto_migrate else "migrations not applied automatically",

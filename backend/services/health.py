@@ -253,6 +253,16 @@ async def readiness(
     return Readiness(_scrubbed(checks, secrets))
 
 
+async def database_problem(engine: AsyncEngine, secrets: Iterable[str] = ()) -> str | None:
+    """Why the database cannot serve the API (unreachable, unknown role or database, schema not
+    migrated, read-only), in one line for the start-up log; None when it can."""
+    checks = await run_checks({"database": database_probe(engine), "migrations": migrations_probe(engine)})
+    failing = [check for check in _scrubbed(checks, secrets) if not check.ok]
+    if not failing:
+        return None
+    return "; ".join(f"{check.name}: {check.detail}" for check in failing)
+
+
 def _scrubbed(checks: list[CheckResult], secrets: Iterable[str]) -> list[CheckResult]:
     secrets = list(secrets)
     for check in checks:

@@ -19,12 +19,15 @@ from tests.conftest import make_settings
 from tests.databases import sqlite_copy
 from tests.services import postgres_url_for_tests, unavailable
 
-async def test_misconfigured_postgres_answers_503_naming_the_cause(postgres_database) -> None:
+async def test_misconfigured_postgres_is_said_at_start_up_and_answers_503_naming_the_cause(
+    postgres_database, caplog: pytest.LogCaptureFixture
+) -> None:
     if postgres_database is None:
         unavailable("PostgreSQL", postgres_url_for_tests())
     missing = postgres_database.url.set(database="mgx_no_such_database")
     unknown_role = postgres_database.url.set(username="mgx_no_such_role")
     for url, cause in ((missing, "the database does not exist"), (unknown_role, "the database refused the login")):
+        caplog.clear()
         app = create_app(make_settings(url, mgx_sandbox="off", runner_workers=0), LLMConfig(_env_file=None))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
@@ -33,6 +36,8 @@ async def test_misconfigured_postgres_answers_503_naming_the_cause(postgres_data
         assert answer.status_code == 503, answer.text
         assert answer.headers["retry-after"] == "5"
         assert cause in answer.json()["detail"], answer.json()
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database not usable: ")]
+        assert len(said) == 1, [r.getMessage() for r in caplog.records]
 
 
 def read_only(path: Path, on: bool) -> None:
