@@ -586,6 +586,9 @@ def build_team(board: RunBoard, start: dict[str, Any], action: str) -> Any:
     for member in members:
         member.llm = llm_for(member.name.lower())
     team = Team(context=context)
+    # The budget is the service's (its prices, its cap); MetaGPT's own $10 default must not stop
+    # a run on its price table.
+    team.invest(float("inf"))
     team.hire(members)
     team.env.publish_message(kickoff, peekable=False)
     return team

@@ -6,7 +6,8 @@ suite tests the adapter end to end through the real service.
 Like the real worker it claims stdout for the protocol and sends everything else printed to
 stderr (it prints chatter on purpose). Every model call asks the service first and every
 reply is reported; the generated tests are sent to the service's sandbox. A task containing
-CRASH-THE-WORKER makes it die with a message on stderr, as a broken MetaGPT install would.
+CRASH-THE-WORKER makes it die with a message on stderr, as a broken MetaGPT install would;
+one containing REPORT-THE-ENVIRONMENT logs the names of its environment variables.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if "--check" in sys.argv:  # answered before the team's imports, as quickly as a
     sys.exit(0)
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -118,6 +120,19 @@ async def serve(start: dict[str, Any]) -> None:
     send(
         {"type": "hello", "protocol": PROTOCOL_VERSION, "engine": "metagpt", "version": "stand-in"}
     )
+    if "REPORT-THE-ENVIRONMENT" in start["task"]:
+        # What the worker was given, for the test that no service variable leaks into it.
+        seen = {
+            "env": sorted(os.environ),
+            "cwd": os.getcwd(),
+            "root": os.environ.get("METAGPT_PROJECT_ROOT"),
+        }
+        send(
+            {
+                "type": "event",
+                "event": {"type": "run.log", "level": "info", "message": json.dumps(seen)},
+            }
+        )
     llm = start["llm"]
     client = OpenAICompatibleClient(
         LLMConfig(

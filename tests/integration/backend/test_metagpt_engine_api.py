@@ -7,6 +7,7 @@ test_metagpt_engine_real.py, which needs MetaGPT's own environment (the CI step 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -220,7 +221,7 @@ async def test_health_status_lists_the_engines_and_why_metagpt_is_missing(
         installed["metagpt"]["available"] is True and installed["metagpt"]["version"] == "stand-in"
     )
 
-    missing_client = await run_app()
+    missing_client = await run_app(mgx_metagpt_python=None)
     missing = await engines(missing_client)
     assert missing["metagpt"] == {"available": False, "reason": missing["metagpt"]["reason"]}
     assert "MGX_METAGPT_PYTHON is not set" in missing["metagpt"]["reason"]
@@ -278,3 +279,44 @@ async def test_metagpt_engine_resumes_from_its_checkpoint_without_redoing_finish
     assert result.outcome == "approved"
     assert actions_for(fake_llm, "resumed") == FULL_SEQUENCE
     assert result.usage["total"]["llm_calls"] == 5
+
+
+async def test_metagpt_worker_gets_none_of_the_service_environment_and_its_root_is_removed(
+    fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mgx_agent.config import SandboxConfig, TeamConfig
+    from mgx_agent.engines.out_of_process import OutOfProcessEngine, metagpt_command
+    from mgx_agent.events import RunLog, TeamEvent
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:hunter2@db/mgx")
+    monkeypatch.setenv("MGX_LLM_API_KEY", "sk-service-secret")
+    logged: list[dict] = []
+
+    async def keep_logs(event: TeamEvent) -> None:
+        if isinstance(event, RunLog) and event.message.startswith("{"):
+            logged.append(json.loads(event.message))
+
+    config = TeamConfig(engine="metagpt", enable_caching=False, sandbox=SandboxConfig(mode="off"))
+    engine = OutOfProcessEngine(
+        metagpt_command(stand_in_python[0]), config, fake_llm_config(fake_llm), on_event=keep_logs
+    )
+    await engine.analyze_and_plan("REPORT-THE-ENVIRONMENT and write fizzbuzz(n)")
+
+    [seen] = logged
+    shell = {"PWD", "SHLVL", "_", "OLDPWD"}  # what /bin/sh (the test's shim) adds itself
+    assert set(seen["env"]) - shell <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "METAGPT_PROJECT_ROOT",
+        "HOME",
+        "TMPDIR",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+    }
+    assert seen["cwd"] == seen["root"] and Path(seen["root"]).name.startswith("mgx-metagpt-")
+    assert not Path(seen["root"]).exists()
