@@ -1,7 +1,8 @@
-"""OpenAICompatibleClient: Chat Completions over httpx for any OpenAI-compatible endpoint.
+"""OpenAICompatibleClient: Chat Completions for any OpenAI-compatible endpoint.
 
 Covers OpenAI, Ollama, vLLM, llama.cpp server, LM Studio, OpenRouter and similar servers.
-One ``httpx.AsyncClient`` per client instance is shared by every run. Transient failures
+One HTTP session per client instance (``transport.py``: aiohttp, or a given httpx client) is
+shared by every run. Transient failures
 (429, 5xx, connection errors, timeouts) are retried with exponential backoff and full jitter,
 honouring Retry-After; everything else becomes an ``mgx_agent.errors`` type whose message says
 what the user can change. The API key never appears in an error message or log line.
@@ -21,7 +22,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -42,6 +43,13 @@ from mgx_agent.errors import (
 from mgx_agent.llm.base import CallContext, ChatMessage, DeltaCallback, LLMResponse, TokenUsage
 from mgx_agent.llm.config import LLMConfig
 from mgx_agent.llm.model_options import request_options_for, shape_messages
+from mgx_agent.llm.transport import (
+    AiohttpTransport,
+    HttpxTransport,
+    Reply,
+    Transport,
+    TransportError,
+)
 
 logger = logging.getLogger("mgx_agent.llm")
 
@@ -93,8 +101,14 @@ class OpenAICompatibleClient:
         self._config = config
         self._base_url = config.effective_base_url
         self._endpoint = f"{self._base_url}/chat/completions"
-        self._http = http_client
-        self._owns_http = http_client is None
+        self._transport: Transport = (
+            HttpxTransport(http_client)
+            if http_client is not None
+            else AiohttpTransport(
+                read_timeout_seconds=config.timeout_seconds,
+                connect_timeout_seconds=min(config.timeout_seconds, 10.0),
+            )
+        )
         self._secret = config.api_key.get_secret_value() if config.api_key else ""
         # A JSON body escapes some characters, so the body may be larger than its content.
         self._max_body_bytes = 2 * config.max_reply_bytes + 64 * 1024
@@ -165,9 +179,7 @@ class OpenAICompatibleClient:
         raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def aclose(self) -> None:
-        if self._http is not None and self._owns_http:
-            await self._http.aclose()
-            self._http = None
+        await self._transport.aclose()
 
     async def _attempt(
         self,
@@ -176,7 +188,7 @@ class OpenAICompatibleClient:
         messages: list[ChatMessage],
         on_delta: DeltaCallback | None,
     ) -> LLMResponse:
-        # One deadline for the whole attempt: httpx's timeout bounds each read, so a server
+        # One deadline for the whole attempt: the transport's timeout bounds each read, so a server
         # that keeps sending keep-alive comments would otherwise be waited on forever.
         try:
             async with asyncio.timeout(self._config.timeout_seconds):
@@ -191,16 +203,12 @@ class OpenAICompatibleClient:
     ) -> LLMResponse:
         warnings: list[str] = []
         try:
-            async with self._client().stream(
-                "POST", self._endpoint, json=payload, headers=headers
-            ) as response:
-                if response.status_code != 200:
+            async with self._transport.post(self._endpoint, _json_body(payload), headers) as response:
+                if response.status != 200:
                     text = await _error_text(response)
-                    raise self._status_failure(
-                        response.status_code, response.headers, text, payload
-                    )
+                    raise self._status_failure(response.status, response.headers, text, payload)
                 raw = await self._read_capped(response)
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise self._transport_failure(exc) from exc
         text = _decode(raw, warnings)
         try:
@@ -209,10 +217,10 @@ class OpenAICompatibleClient:
             raise self._bad_response(f"a body that is not JSON: {_excerpt(text)}") from None
         return self._parse_completion(body, payload, messages, warnings)
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: Reply) -> bytes:
         """The completion's body; one over the cap is refused without reading the rest."""
         data = bytearray()
-        async for piece in response.aiter_bytes():
+        async for piece in response.pieces():
             data += piece
             if len(data) > self._max_body_bytes:
                 raise self._too_large()
@@ -234,14 +242,10 @@ class OpenAICompatibleClient:
         saw_choice = saw_done = False
         finish_reason: str | None = None
         try:
-            async with self._client().stream(
-                "POST", self._endpoint, json=payload, headers=headers
-            ) as response:
-                if response.status_code != 200:
+            async with self._transport.post(self._endpoint, _json_body(payload), headers) as response:
+                if response.status != 200:
                     text = await _error_text(response)
-                    raise self._status_failure(
-                        response.status_code, response.headers, text, payload
-                    )
+                    raise self._status_failure(response.status, response.headers, text, payload)
                 async for line in self._sse_lines(response, warnings):
                     if not line.startswith("data:"):
                         continue  # SSE comments (keep-alives), event names, blank separators
@@ -269,7 +273,7 @@ class OpenAICompatibleClient:
                                 await on_delta(text)
                         if size > self._config.max_reply_bytes:
                             raise self._too_large()
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise self._transport_failure(exc) from exc
         if not saw_done and finish_reason is None:
             raise self._interrupted()
@@ -292,14 +296,14 @@ class OpenAICompatibleClient:
             warnings=tuple(warnings),
         )
 
-    async def _sse_lines(self, response: httpx.Response, warnings: list[str]) -> AsyncIterator[str]:
+    async def _sse_lines(self, response: Reply, warnings: list[str]) -> AsyncIterator[str]:
         """The stream's lines, decoded as UTF-8 with invalid bytes replaced (and noted once).
 
         Lines are split on raw bytes: a newline never occurs inside a UTF-8 sequence, so a
         character split across network reads decodes whole.
         """
         buffer = bytearray()
-        async for piece in response.aiter_bytes():
+        async for piece in response.pieces():
             buffer += piece
             while (end := buffer.find(b"\n")) >= 0:
                 line = bytes(buffer[:end]).rstrip(b"\r")
@@ -367,7 +371,7 @@ class OpenAICompatibleClient:
         return chunk
 
     def _status_failure(
-        self, status: int, headers: httpx.Headers, text: str, payload: dict[str, Any]
+        self, status: int, headers: Mapping[str, str], text: str, payload: dict[str, Any]
     ) -> Exception:
         where = f"LLM provider at {self._base_url}"
         detail = self._scrub(_excerpt(_provider_message(text)))
@@ -407,19 +411,18 @@ class OpenAICompatibleClient:
             f"(model {payload['model']!r}): {detail}"
         )
 
-    def _transport_failure(self, exc: httpx.HTTPError) -> Exception:
+    def _transport_failure(self, exc: TransportError) -> Exception:
         attempts = self._config.max_retries + 1
-        if isinstance(exc, httpx.TimeoutException):
+        if exc.timed_out:
             return self._timed_out()
-        if isinstance(exc, httpx.TransportError):
-            reason = self._scrub(str(exc) or type(exc).__name__)
+        reason = self._scrub(exc.reason)
+        if exc.retryable:
             return _RetryableFailure(
                 LLMConnectionError(
                     f"could not reach LLM provider at {self._base_url} ({attempts} attempts): "
                     f"{reason}; check MGX_LLM_BASE_URL and that the server is running"
                 )
             )
-        reason = self._scrub(str(exc) or type(exc).__name__)
         return LLMError(f"request to LLM provider at {self._base_url} failed: {reason}")
 
     def _bad_response(self, what: str) -> LLMBadResponseError:
@@ -466,22 +469,9 @@ class OpenAICompatibleClient:
             text = text.replace(self._secret, "***")
         return text
 
-
-    def _client(self) -> httpx.AsyncClient:
-        # Created on first use so building a client never needs a running event loop.
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(
-                    self._config.timeout_seconds, connect=min(self._config.timeout_seconds, 10.0)
-                ),
-                # Keep every connection alive: under load, closing all but a few means a new
-                # TCP (and TLS) handshake for most calls.
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-            )
-        return self._http
-
     def _headers(self, context: CallContext) -> dict[str, str]:
         headers = {
+            "Content-Type": "application/json",
             "User-Agent": f"mgx-agent/{__version__}",
             "X-MGX-Role": _header_value(context.role),
             "X-MGX-Action": _header_value(context.action),
@@ -520,10 +510,14 @@ def _finish_reason(value: Any) -> str | None:
     return _FINISH_REASONS.get(value, value)
 
 
-async def _error_text(response: httpx.Response) -> str:
+def _json_body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _error_text(response: Reply) -> str:
     """The start of an error body: enough to quote, never the whole of a huge one."""
     data = bytearray()
-    async for piece in response.aiter_bytes():
+    async for piece in response.pieces():
         data += piece
         if len(data) > _ERROR_BODY_BYTES:
             break
