@@ -32,6 +32,7 @@ sys.stdout = sys.stderr
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import json
 import threading
 import time
@@ -59,6 +60,22 @@ from mgx_agent.parsing import (
 from mgx_agent.roles import ALEX, BOB, CHARLIE, MIKE
 from mgx_agent.verification import failing_tests_review, judge_test_run
 
+
+def _load_split_reasoning() -> Any:
+    """``mgx_agent.llm.reasoning.split_reasoning`` (stdlib only), loaded by path: importing the
+    ``mgx_agent.llm`` package would need the service's environment (httpx, pydantic-settings)."""
+    spec = importlib.util.spec_from_file_location(
+        "mgx_reasoning", _REPO_ROOT / "mgx_agent" / "llm" / "reasoning.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.split_reasoning
+
+
+# The model's thinking (<think> blocks, reasoning_content) is split off as the native session does.
+split_reasoning = _load_split_reasoning()
 ENGINE = "metagpt"
 _PHASE_OWNERS = {
     "coding": "Alex",
@@ -214,14 +231,19 @@ def build_team(board: RunBoard, start: dict[str, Any], action: str) -> Any:
             response = await self.aclient.chat.completions.create(**kwargs)
             self._update_costs(response.usage)
             choice = response.choices[0] if response.choices else None
-            content = (choice.message.content or "") if choice else ""
+            split = split_reasoning((choice.message.content or "") if choice else "")
+            extra = (choice.message.model_extra or {}) if choice else {}
+            reasoning = "\n\n".join(
+                part for part in (extra.get("reasoning_content"), split.reasoning) if part
+            )
+            content = split.answer
             usage = response.usage
             board.emit(
                 "agent.message",
                 role=role,
                 action=action_name,
                 content=content,
-                reasoning=None,
+                reasoning=reasoning or None,
                 llm={
                     "model": response.model or self.model,
                     "prompt_tokens": usage.prompt_tokens if usage else 0,
