@@ -137,3 +137,22 @@ def test_websocket_cursor_outside_the_event_numbers_closes_with_4422(settings) -
                 with pytest.raises(WebSocketDisconnect) as closed:
                     socket.receive_text()
             assert closed.value.code == 4422, cursor
+
+
+async def test_an_unexpected_error_is_one_500_problem_and_one_traceback(settings, caplog) -> None:
+    app = create_app(settings)
+
+    @app.get("/explode-for-test")
+    async def explode() -> None:
+        raise RuntimeError("boom")
+
+    app.router.routes.insert(0, app.router.routes.pop())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)  # raises what the app lets escape
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            caplog.clear()
+            answer = await client.get("/explode-for-test")
+    assert answer.status_code == 500 and answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["detail"] == "the server hit an unexpected error; it has been logged"
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == 1, [record.getMessage() for record in tracebacks]
