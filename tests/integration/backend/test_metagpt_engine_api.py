@@ -23,6 +23,14 @@ from tests.integration.backend.conftest import fake_llm_config, start_run, wait_
 
 STAND_IN = Path(__file__).with_name("metagpt_stand_in_worker.py")
 FULL_SEQUENCE = ["AnalyzeTask", "DraftPlan", "WriteCode", "WriteTest", "ReviewCode"]
+REPLANNED_SEQUENCE = [
+    "AnalyzeTask",
+    "DraftPlan",
+    "DraftPlan",
+    "WriteCode",
+    "WriteTest",
+    "ReviewCode",
+]
 METAGPT = {"engine": "metagpt"}
 
 # One database is enough here: the engine is what is under test, not the repositories.
@@ -56,7 +64,7 @@ def alive(pid: int) -> bool:
 
 
 @SQLITE_ONLY
-async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in_our_sandbox(
+async def test_metagpt_run_replans_on_feedback_then_completes_with_tests_in_our_sandbox(
     run_app, fake_llm: FakeLLMServer, stand_in_python: tuple[str, Path]
 ) -> None:
     replies: list[tuple[str, TokenUsage]] = []
@@ -74,12 +82,19 @@ async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in
     waiting = await wait_for_status(client, run["id"], "awaiting_approval")
     assert waiting["plan"]["steps"] and waiting["complexity"] in {"XS", "S", "M", "L", "XL"}
     assert waiting["usage"]["total"]["llm_calls"] == 2
+    rejected = await client.post(
+        f"/runs/{run['id']}/reject", json={"feedback": "also handle negative numbers"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    await wait_for_status(client, run["id"], "awaiting_approval")
+    drafts = [r for r in fake_llm.requests if r.run_label == run["id"] and r.action == "DraftPlan"]
+    assert len(drafts) == 2 and "also handle negative numbers" in drafts[1].prompt_text
     assert (await client.post(f"/runs/{run['id']}/approve", json={})).status_code == 200
 
     done = await wait_for_status(client, run["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
     assert done["result"]["outcome"] == "approved"
-    assert actions_for(fake_llm, run["id"]) == FULL_SEQUENCE
+    assert actions_for(fake_llm, run["id"]) == REPLANNED_SEQUENCE
     # Tests ran in the service's sandbox, not in the worker (it has the sandbox switched off).
     assert (
         done["result"]["sandbox"]["passed"] >= 1
@@ -95,10 +110,10 @@ async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in
     } <= names
 
     total = done["usage"]["total"]
-    assert total["llm_calls"] == len(replies) == 5
+    assert total["llm_calls"] == len(replies) == 6
     assert total["prompt_tokens"] == sum(usage.prompt_tokens for _, usage in replies)
     assert total["completion_tokens"] == sum(usage.completion_tokens for _, usage in replies)
-    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 2 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
+    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 3 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
     expected_cost = sum(PriceTable().cost(model, usage)[0] for model, usage in replies)
     assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
     assert set(done["usage"]["roles"]) == {"mike", "alex", "bob", "charlie"}
@@ -113,29 +128,10 @@ async def test_metagpt_run_plans_waits_for_approval_then_completes_with_tests_in
         "run.usage",
     } <= set(types)
     messages = [event["data"] for event in events if event["type"] == "agent.message"]
-    assert [message["action"] for message in messages] == FULL_SEQUENCE
+    assert [message["action"] for message in messages] == REPLANNED_SEQUENCE
     assert all(message["llm"]["prompt_tokens"] > 0 for message in messages)
     # The worker's stdout chatter never reached the protocol (the run would have failed).
     assert not any("chatter" in str(event["data"]) for event in events)
-
-
-@SQLITE_ONLY
-async def test_metagpt_reject_with_feedback_replans(
-    run_app, fake_llm: FakeLLMServer, stand_in_python
-) -> None:
-    client = await run_app(mgx_metagpt_python=stand_in_python[0])
-    _, run = await start_run(client, METAGPT)
-    await wait_for_status(client, run["id"], "awaiting_approval")
-    rejected = await client.post(
-        f"/runs/{run['id']}/reject", json={"feedback": "also handle negative numbers"}
-    )
-    assert rejected.status_code == 200, rejected.text
-
-    await wait_for_status(client, run["id"], "awaiting_approval")
-    drafts = [r for r in fake_llm.requests if r.run_label == run["id"] and r.action == "DraftPlan"]
-    assert len(drafts) == 2
-    assert "also handle negative numbers" in drafts[1].prompt_text
-    assert actions_for(fake_llm, run["id"]).count("AnalyzeTask") == 1
 
 
 @SQLITE_ONLY
