@@ -18,7 +18,8 @@ if ! command -v "$python" >/dev/null 2>&1; then
   echo "install-metagpt: $python not found (MetaGPT 0.8.2 needs Python 3.9-3.11; set MGX_METAGPT_BASE_PYTHON)" >&2
   exit 1
 fi
-if [ -n "${VIRTUAL_ENV:-}" ] && [ "$(cd "$venv" && pwd)" = "$(cd "$VIRTUAL_ENV" && pwd)" ]; then
+mkdir -p "$venv"
+if [ -n "${VIRTUAL_ENV:-}" ] && [ "$(cd "$venv" && pwd -P)" = "$(cd "$VIRTUAL_ENV" && pwd -P)" ]; then
   echo "install-metagpt: $venv is the active (service) environment; give MetaGPT its own" >&2
   exit 1
 fi
