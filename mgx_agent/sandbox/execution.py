@@ -24,6 +24,7 @@ from typing import Any
 from mgx_agent.sandbox.limits import RunCgroup, apply_rlimits, join_from_child
 
 OUTPUT_BUFFER_BYTES = 64 * 1024
+OUTPUT_READ_LIMIT = 16 * 1024 * 1024
 OUTPUT_TAIL_CHARS = 4096
 RESULT_MAX_BYTES = 256 * 1024
 FAILURE_CHARS = 1500
@@ -64,30 +65,42 @@ class Execution:
     peak_memory_bytes: int | None
 
 
-async def _read_ring(stream: asyncio.StreamReader, buffer: bytearray) -> None:
-    while chunk := await stream.read(8192):
+async def _read_ring(stream: asyncio.StreamReader, buffer: bytearray, pipe: asyncio.BaseTransport) -> None:
+    """Keep the last OUTPUT_BUFFER_BYTES; past OUTPUT_READ_LIMIT close the pipe, so a flood of
+    output costs the event loop nothing more (the writer gets EPIPE)."""
+    total = 0
+    while chunk := await stream.read(65536):
+        total += len(chunk)
         buffer.extend(chunk)
         if len(buffer) > OUTPUT_BUFFER_BYTES:
             del buffer[: len(buffer) - OUTPUT_BUFFER_BYTES]
+        if total > OUTPUT_READ_LIMIT:
+            buffer.extend(b"\n[sandbox] output cut off after %d MiB\n" % (OUTPUT_READ_LIMIT >> 20))
+            pipe.close()
+            return
 
 
-async def _read_capped(stream: asyncio.StreamReader, buffer: bytearray) -> bool:
-    """Read until EOF keeping at most the cap; False when the writer sent more than that."""
-    fits = True
+async def _read_capped(stream: asyncio.StreamReader, buffer: bytearray, pipe: asyncio.BaseTransport) -> bool:
+    """Read until EOF up to the cap; False (and the pipe closed) once the writer exceeds it."""
     while chunk := await stream.read(65536):
-        if fits and len(buffer) + len(chunk) <= RESULT_MAX_BYTES:
-            buffer.extend(chunk)
-        else:
-            fits = False
+        if len(buffer) + len(chunk) > RESULT_MAX_BYTES:
             buffer.clear()
-    return fits
+            pipe.close()
+            return False
+        buffer.extend(chunk)
+    return True
 
 
-async def _open_result_pipe() -> tuple[asyncio.StreamReader, asyncio.BaseTransport, int]:
+async def _open_pipe(limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport, int]:
+    """A pipe whose read end the event loop owns; the write end is for the child.
+
+    The child's output and result both come through pipes of our own rather than the
+    subprocess transport's: a process's exit is then never tied to a pipe that generated code
+    keeps open, fills or floods."""
     read_fd, write_fd = os.pipe()
     os.set_inheritable(write_fd, True)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=RESULT_MAX_BYTES)
+    reader = asyncio.StreamReader(limit=limit)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
     )
@@ -113,7 +126,8 @@ async def execute(
     timeout_seconds: float,
 ) -> Execution:
     """Run ``command_for(fd)``: the command line, told which descriptor carries the result."""
-    reader, transport, write_fd = await _open_result_pipe()
+    output_reader, output_pipe, output_fd = await _open_pipe(OUTPUT_BUFFER_BYTES)
+    reader, transport, write_fd = await _open_pipe(RESULT_MAX_BYTES)
     started = time.perf_counter()
     try:
         process = await asyncio.create_subprocess_exec(
@@ -121,22 +135,23 @@ async def execute(
             cwd=cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stdout=output_fd,
+            stderr=output_fd,
             start_new_session=True,
             pass_fds=(write_fd,),
             preexec_fn=lambda: _prepare_child(limits),
         )
     except BaseException:
         transport.close()
+        output_pipe.close()
         raise
     finally:
         os.close(write_fd)
+        os.close(output_fd)
     output = bytearray()
     result = bytearray()
-    assert process.stdout is not None
-    output_task = asyncio.create_task(_read_ring(process.stdout, output))
-    result_task = asyncio.create_task(_read_capped(reader, result))
+    output_task = asyncio.create_task(_read_ring(output_reader, output, output_pipe))
+    result_task = asyncio.create_task(_read_capped(reader, result, transport))
     timed_out = False
     try:
         await asyncio.wait_for(process.wait(), timeout_seconds)
@@ -155,6 +170,7 @@ async def execute(
         output_task.cancel()
         result_task.cancel()
         transport.close()
+        output_pipe.close()
     duration = time.perf_counter() - started
     fits = (
         result_task.done()

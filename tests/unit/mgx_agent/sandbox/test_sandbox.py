@@ -222,3 +222,29 @@ async def test_host_paths_are_scrubbed_from_what_the_reviewer_sees() -> None:
     for host_path in {sys.prefix, sys.base_prefix, "/sandbox/workspace"}:
         assert host_path not in text
     assert "<python>/" in text
+
+
+async def test_an_output_flood_is_cut_off_and_ends_the_run() -> None:
+    # pytest captures fds 1 and 2 into files; the attack writes to the saved stdout pipe (the
+    # lowest-numbered pipe) instead, as fast as it can, forever.
+    flood = (
+        "import os\n\n"
+        "def test_flood():\n"
+        "    pipes = []\n"
+        "    for fd in os.listdir('/proc/self/fd'):\n"
+        "        try:\n"
+        "            if os.readlink(f'/proc/self/fd/{fd}').startswith('pipe:'):\n"
+        "                pipes.append(int(fd))\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    while True:\n"
+        "        os.write(min(pipes), b'x' * 65536)\n"
+    )
+
+    report = await Sandbox(SandboxConfig(mode="bwrap", timeout_seconds=60)).run(CODE, [SourceFile("test_flood.py", flood)])
+
+    # The host stops reading after 16 MiB and closes the pipe: the writer fails, long before
+    # the timeout, instead of costing the event loop a core for a minute.
+    assert report.status == "failed" and not report.timed_out
+    assert "output cut off after 16 MiB" in report.output_tail
+    assert len(report.output_tail) <= 4096
