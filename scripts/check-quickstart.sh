@@ -24,7 +24,7 @@ def call(method, path, body=None):
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"null")
 
-deadline = time.monotonic() + 60
+deadline = time.monotonic() + 120
 while True:
     try:
         call("GET", "/health/ready")
