@@ -32,6 +32,7 @@ from backend.db.engine import Database, create_engine, create_probe_engine, crea
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
 from backend.observability import metrics
+from backend.observability.database import count_database_work
 from backend.observability.http import install_request_observability
 from backend.observability.logs import configure_logging, uvicorn_log_config
 from backend.observability.run_log import RunTransitionLog
@@ -76,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_overflow=settings.db_max_overflow,
         echo=settings.debug,
     )
+    count_database_work(engine)
     probe_engine = create_probe_engine(settings.sqlalchemy_url)
     redis = None
     try:

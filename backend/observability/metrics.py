@@ -87,6 +87,17 @@ LLM_CACHE_LOOKUPS = Counter(
     "LLM response cache lookups, by role and result (hit or miss).",
     ["role", "result"],
 )
+DB_STATEMENTS = Counter(
+    "mgx_db_statements",
+    "SQL statements sent to the database (one round trip each), by source: run (a run's "
+    "execution, claim excluded) or other (requests, claims, heartbeats, the reaper, probes).",
+    ["source"],
+)
+DB_TRANSACTIONS = Counter(
+    "mgx_db_transactions",
+    "Database transactions begun, by source (as for mgx_db_statements).",
+    ["source"],
+)
 EVENT_SUBSCRIBERS = Gauge(
     "mgx_event_subscribers",
     "Open live event subscriptions (SSE streams and WebSockets).",
