@@ -404,7 +404,8 @@ class BackgroundTaskRunner:
             await session.commit()
         for lease in held:
             if lease.holder in kept:
-                self._lease_deadlines[lease] = deadline
+                if lease in self._active:  # not finished while the statement ran
+                    self._lease_deadlines[lease] = deadline
             else:
                 # Cancelled (possibly by another process) or reaped: stop working on it.
                 self._stop_lost(lease)
