@@ -11,6 +11,7 @@ come from ``MCP_ALLOWED_HOSTS`` / ``MCP_ALLOWED_ORIGINS``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,10 +113,29 @@ def _run_with_app(app: FastAPI, server: MCPServer) -> None:
 
     @asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        # The session manager outlives the service's own lifespan at both ends: at shutdown the
-        # service drains first and closes the event streams, which ends open MCP calls cleanly
-        # before the manager cancels what is left.
-        async with server.session_manager.run(), service_lifespan(app_) as state:
-            yield state
+        # The session manager runs in a task of its own: its task group must be entered and
+        # left by one task, and a lifespan may be entered and left by different ones (test
+        # fixtures). It outlives the service's lifespan at both ends: at shutdown the service
+        # drains first and closes the event streams, which ends open MCP calls cleanly before
+        # the manager cancels what is left.
+        running, stopping = asyncio.Event(), asyncio.Event()
+
+        async def hold() -> None:
+            async with server.session_manager.run():
+                running.set()
+                await stopping.wait()
+
+        manager = asyncio.create_task(hold(), name="mcp-session-manager")
+        started = asyncio.create_task(running.wait())
+        await asyncio.wait({manager, started}, return_when=asyncio.FIRST_COMPLETED)
+        if manager.done():
+            started.cancel()
+            manager.result()  # raises why it could not start
+        try:
+            async with service_lifespan(app_) as state:
+                yield state
+        finally:
+            stopping.set()
+            await manager
 
     app.router.lifespan_context = lifespan
