@@ -170,7 +170,10 @@ class Settings(BaseSettings):
             return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
-    @field_validator("db_host", "database_url", "redis_url", "db_auto_migrate", "api_keys", "api_public_url", mode="before")
+    @field_validator(
+        "db_host", "database_url", "redis_url", "db_auto_migrate", "api_keys", "api_public_url",
+        "mgx_sandbox_bwrap", "mgx_metagpt_python", mode="before",
+    )  # fmt: skip
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
