@@ -12,7 +12,11 @@ Figures come from the runs' own timestamps: wall = first created_at -> last fini
 queue wait = created_at -> started_at (the first claim), pick-up = run 1 finished_at -> run 2
 started_at with one worker. CPU ms/run is the server's user+system CPU time over the measured
 runs (including the bench's light polling), which shows whether the process is CPU-bound.
-Targets: 100 concurrent runs within 2x the wall time of one run; pick-up < 100 ms.
+Statements and transactions per run are the server's own counts of what the runs' executions
+sent (``mgx_db_statements`` / ``mgx_db_transactions`` with ``source="run"``, read from
+/metrics; the claim, requests and the bench's polling are not in them).
+Targets: 100 concurrent runs within 2x the wall time of one run; pick-up < 100 ms; at most one
+transaction per model reply plus one per status change.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from tests.databases import PostgresTestDatabase  # noqa: E402
 from tests.e2e.conftest import ApiServer, service_env, start_fake_llm  # noqa: E402
@@ -42,6 +47,10 @@ POLL_SECONDS = 0.1
 SCALING_TARGET = 2.0  # N concurrent runs finish within this many single-run wall times
 PICKUP_TARGET_MS = 100.0
 PICKUP_PAIRS = 3
+# A demo run with its plan approved by the task: analyse, plan, code, tests, review; and the
+# status changes its execution makes (planning -> running -> completed; the claim's is not its).
+MODEL_REPLIES_PER_RUN = 5
+STATUS_CHANGES_PER_RUN = 2
 RUN_TIMEOUT_SECONDS = 60.0
 
 
@@ -54,6 +63,8 @@ class LevelResult:
     peak_rss_mib: float | None
     cpu_ms_per_run: float
     failed: int
+    statements_per_run: float
+    transactions_per_run: float
 
     @property
     def runs_per_second(self) -> float:
@@ -122,14 +133,28 @@ async def wait_finished(client: httpx.AsyncClient, run_ids: list[str]) -> list[d
     return [runs[run_id] for run_id in run_ids]
 
 
+async def database_work(client: httpx.AsyncClient) -> tuple[float, float]:
+    """(statements, transactions) the server's run executions have sent so far."""
+    counts = {"mgx_db_statements": 0.0, "mgx_db_transactions": 0.0}
+    for family in text_string_to_metric_families((await client.get("/metrics")).text):
+        if family.name in counts:
+            counts[family.name] = sum(
+                sample.value for sample in family.samples
+                if sample.labels.get("source") == "run" and sample.name.endswith("_total")
+            )
+    return counts["mgx_db_statements"], counts["mgx_db_transactions"]
+
+
 async def measure_level(server: ApiServer, runs: int) -> LevelResult:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         warm_up = await start_runs(client, await create_tasks(client, 1, "warm-up"))
         await wait_finished(client, warm_up)
         task_ids = await create_tasks(client, runs, f"level {runs}")
+        statements_before, transactions_before = await database_work(client)
         cpu_before = server.cpu_seconds()
         finished = await wait_finished(client, await start_runs(client, task_ids))
         cpu_used = server.cpu_seconds() - cpu_before
+        statements, transactions = await database_work(client)
     waits = [(at(run, "started_at") - at(run, "created_at")) * 1000 for run in finished]
     wall = max(at(run, "finished_at") for run in finished) - min(at(run, "created_at") for run in finished)
     rss = server.peak_rss_kib()
@@ -141,6 +166,8 @@ async def measure_level(server: ApiServer, runs: int) -> LevelResult:
         peak_rss_mib=rss / 1024 if rss is not None else None,
         cpu_ms_per_run=cpu_used * 1000 / runs,
         failed=sum(run["status"] != "completed" for run in finished),
+        statements_per_run=(statements - statements_before) / runs,
+        transactions_per_run=(transactions - transactions_before) / runs,
     )
 
 
@@ -194,7 +221,7 @@ def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[f
     )
     header = (
         f"{'runs':>5} {'wall s':>8} {'runs/s':>8} {'queue p50 ms':>13} {'queue p95 ms':>13} "
-        f"{'peak RSS MiB':>13} {'CPU ms/run':>11} {'failed':>7}"
+        f"{'peak RSS MiB':>13} {'CPU ms/run':>11} {'stmts/run':>10} {'txns/run':>9} {'failed':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -202,7 +229,8 @@ def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[f
         rss = f"{r.peak_rss_mib:.1f}" if r.peak_rss_mib is not None else "n/a"
         print(
             f"{r.runs:>5} {r.wall_seconds:>8.3f} {r.runs_per_second:>8.2f} {r.queue_p50_ms:>13.1f} "
-            f"{r.queue_p95_ms:>13.1f} {rss:>13} {r.cpu_ms_per_run:>11.1f} {r.failed:>7}"
+            f"{r.queue_p95_ms:>13.1f} {rss:>13} {r.cpu_ms_per_run:>11.1f} {r.statements_per_run:>10.1f} "
+            f"{r.transactions_per_run:>9.1f} {r.failed:>7}"
         )
     print()
     met = True
@@ -216,6 +244,15 @@ def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[f
         print(
             f"scaling: {largest.runs} runs took {ratio:.2f}x one run "
             f"(target <= {SCALING_TARGET:g}x): {'met' if ok else 'NOT met'}"
+        )
+    if results:
+        budget = MODEL_REPLIES_PER_RUN + STATUS_CHANGES_PER_RUN
+        most = max(r.transactions_per_run for r in results)
+        ok = most <= budget
+        met &= ok
+        print(
+            f"transactions per run: at most {most:.1f} (target <= {MODEL_REPLIES_PER_RUN} replies + "
+            f"{STATUS_CHANGES_PER_RUN} status changes = {budget}): {'met' if ok else 'NOT met'}"
         )
     if pickups:
         worst = max(pickups)
