@@ -177,7 +177,7 @@ class RunExecutor:
         async with self.session_factory() as session:
             run = await self._owned_run(session, run_id, holder)
             run.checkpoint = team.state
-            run.result = result_summary(result)
+            run.result = {**result_summary(result), "engine": team.name}
             run.usage = result.usage
             run.timings = result.timings
             run.phase = None

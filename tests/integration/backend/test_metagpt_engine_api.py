@@ -93,7 +93,7 @@ async def test_metagpt_run_replans_on_feedback_then_completes_with_tests_in_our_
 
     done = await wait_for_status(client, run["id"], {"completed", "failed"})
     assert done["status"] == "completed", done["error"]
-    assert done["result"]["outcome"] == "approved"
+    assert done["result"]["outcome"] == "approved" and done["result"]["engine"] == "metagpt"
     assert actions_for(fake_llm, run["id"]) == REPLANNED_SEQUENCE
     # Tests ran in the service's sandbox, not in the worker (it has the sandbox switched off).
     assert (

@@ -84,6 +84,7 @@ async def test_metagpt_team_plans_then_codes_tests_in_our_sandbox_reviews_and_co
 
     done = await wait_for_status(client, run["id"], {"completed", "failed"}, timeout=SLOW)
     assert done["status"] == "completed", done["error"]
+    assert done["result"]["engine"] == "metagpt"
     requests = requests_of(fake_llm, run["id"])
     assert [request.action for request in requests] == FULL_SEQUENCE
     # MetaGPT's own OpenAI provider made the calls (openai 1.39 in MetaGPT's venv).
