@@ -1,9 +1,11 @@
-"""How the MCP endpoint's Host/Origin allowlist follows the settings, and that building the SDK
-server leaves the service's logging alone."""
+"""The protocols' settings: the MCP endpoint's Host/Origin allowlist, the public URL the agent
+card advertises; and building the MCP SDK's server leaves the service's logging alone."""
 
 from __future__ import annotations
 
 import logging
+
+import pytest
 
 from backend.config import load_settings
 from backend.protocols.mcp.server import build_mcp_server, transport_security
@@ -43,3 +45,12 @@ def test_building_the_server_installs_no_log_handler() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_the_public_url_must_be_an_http_url() -> None:
+    from backend.config import SettingsError
+
+    assert load_settings(_env_file=None, api_public_url="https://mgx.example.com/").public_url == "https://mgx.example.com"
+    assert load_settings(_env_file=None, api_host="0.0.0.0", api_port=9000).public_url == "http://localhost:9000"
+    with pytest.raises(SettingsError, match="API_PUBLIC_URL"):
+        load_settings(_env_file=None, api_public_url="mgx.example.com")
