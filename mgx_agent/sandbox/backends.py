@@ -149,6 +149,7 @@ class BubblewrapBackend(_Backend):
             "network": True,
             "pid_namespace": True,
             "proc": "private" if self.variant.proc else "not mounted",
+            "nested_user_namespaces": "disabled" if self.variant.no_nested_userns else "allowed",
             "host_uid": self.host_uid,
             "disk": "tmpfs",
             "disk_mb": self.config.disk_mb,

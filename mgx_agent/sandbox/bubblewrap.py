@@ -96,6 +96,8 @@ class BubblewrapVariant:
     bwrap: str
     uid: int | None  # host uid bwrap is started as (None: the service's own)
     proc: bool  # whether a private /proc can be mounted
+    # whether the run is kept from making user namespaces of its own (needs kernel support)
+    no_nested_userns: bool = True
 
 
 def write_etc_files(staging: Path, inside_uid: int) -> None:
@@ -111,7 +113,8 @@ def build_command(
 ) -> list[str]:
     arguments = [
         variant.bwrap,
-        "--unshare-all", "--unshare-user", "--disable-userns",
+        "--unshare-all", "--unshare-user",
+        *(["--disable-userns"] if variant.no_nested_userns else []),
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", str(inside_uid), "--gid", str(inside_uid), "--hostname", "sandbox",
         *_host_layout_arguments(),
@@ -197,8 +200,8 @@ def probe_bubblewrap(configured_bwrap: str | None, sandbox_uid: int) -> ProbeRes
     uids = [sandbox_uid, None] if os.geteuid() == 0 else [None]
     problems: list[str] = []
     for uid in uids:
-        for proc in (True, False):
-            variant = BubblewrapVariant(bwrap, uid, proc)
+        for proc, no_nested_userns in ((True, True), (False, True), (True, False), (False, False)):
+            variant = BubblewrapVariant(bwrap, uid, proc, no_nested_userns)
             code, stderr = _try_variant(variant, sandbox_uid)
             if code == 0:
                 return ProbeResult(variant, True, None)
@@ -207,4 +210,5 @@ def probe_bubblewrap(configured_bwrap: str | None, sandbox_uid: int) -> ProbeRes
                     variant, False, "pytest is not installed in the sandbox environment"
                 )
             problems.append(stderr.splitlines()[-1] if stderr else f"exit code {code}")
-    return ProbeResult(None, False, f"bubblewrap does not work here: {problems[-1]}")
+    distinct = "; ".join(dict.fromkeys(problems))
+    return ProbeResult(None, False, f"bubblewrap does not work here: {distinct[:400]}")
