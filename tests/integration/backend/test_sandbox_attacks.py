@@ -29,6 +29,7 @@ from backend.app.main import create_app
 from tests.conftest import make_settings
 from tests.databases import sqlite_copy
 from tests.integration.backend.conftest import FAST_RUNNER_SETTINGS, fake_llm_config
+from tests.processes import processes_with
 
 pytestmark = pytest.mark.slow
 
@@ -96,18 +97,6 @@ async def run_to_the_end(client: httpx.AsyncClient, timeout: float = 60) -> tupl
     report = await client.get(f"/runs/{run['id']}/artifacts/sandbox-report.json")
     assert report.status_code == 200, (run["status"], run.get("error"))
     return run, report.json()
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 async def test_generated_tests_cannot_reach_host_sockets_files_or_secrets(

@@ -22,6 +22,8 @@ from mgx_agent.sandbox import Sandbox, SandboxUnavailableError, sandbox_status
 from mgx_agent.sandbox import bubblewrap as bubblewrap_module
 from mgx_agent.sandbox import runner as runner_module
 
+from tests.processes import processes_with
+
 pytestmark = pytest.mark.slow
 
 CODE = [SourceFile("calc.py", "def add(a, b):\n    return a + b\n")]
@@ -115,18 +117,6 @@ async def test_cancel_kills_the_run_and_removes_its_files() -> None:
     assert time.perf_counter() - started < 2.0
     assert sandbox_dirs() == before
     assert not processes_with(token)
-
-
-def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 async def test_off_mode_skips_without_running() -> None:
