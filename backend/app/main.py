@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
@@ -269,6 +270,15 @@ def _app_or_exit() -> FastAPI:
 app = _app_or_exit()
 
 
+def forwarded_header_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for X-Forwarded-For/-Proto: believed only from FORWARDED_ALLOW_IPS
+    (uvicorn by itself trusts loopback, so a client behind a local proxy could pick its address)."""
+    return {
+        "proxy_headers": bool(settings.forwarded_allow_ips),
+        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
+    }
+
+
 def main() -> None:
     import uvicorn
 
@@ -293,9 +303,7 @@ def main() -> None:
             log_level=settings.log_level.lower(),
             log_config=uvicorn_log_config(settings.log_level, settings.log_format),
             access_log=False,  # one access line per request comes from backend.observability.http
-            # Forwarded headers only from FORWARDED_ALLOW_IPS (uvicorn alone trusts loopback).
-            proxy_headers=bool(settings.forwarded_allow_ips),
-            forwarded_allow_ips=settings.forwarded_allow_ips or None,
+            **forwarded_header_options(settings),
         )
     finally:
         listening.close()
