@@ -24,7 +24,7 @@ from a2a.types import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
-from a2a.utils.errors import TaskNotFoundError, UnsupportedOperationError
+from a2a.utils.errors import InvalidParamsError, TaskNotFoundError, UnsupportedOperationError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from backend.db.models import Artifact as RunArtifact
@@ -62,6 +62,7 @@ STREAM_ENDS = frozenset(
     }
 )
 MESSAGE_CHARACTERS = 4000
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_OFFSET = 50, 100, 10_000
 APPROVAL_HELP = (
     "Reply in this task: 'approve' to start the team coding, or what to change to have the plan "
     "re-drafted (a data part {\"decision\": \"approve\"|\"reject\", \"feedback\": \"...\"} works too)."
@@ -179,26 +180,36 @@ class RunTaskStore(TaskStore):
 
     async def list(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
         services = services_of(context)
-        page_size = params.page_size or 50
-        offset = int(params.page_token) if params.page_token.isdigit() else 0
-        task_id = parse_id(params.context_id) if params.context_id else None
+        page_size = params.page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidParamsError(message=f"pageSize must be 1-{MAX_PAGE_SIZE}")
+        if params.page_token and not (params.page_token.isdigit() and int(params.page_token) <= MAX_OFFSET):
+            raise InvalidParamsError(message="pageToken is not one this server gave")
+        offset = int(params.page_token or 0)
+        try:
+            task_id = uuid.UUID(params.context_id) if params.context_id else None
+        except ValueError:
+            raise InvalidParamsError(message=f"contextId {params.context_id!r} is not a context of this agent") from None
+        # A state can stand for several run statuses (working: planning and running): each is
+        # listed up to the page's end and the lists merged, newest first.
         statuses: list[str | None] = list(STATUSES_OF_STATE.get(params.status, [])) if params.status else [None]
         runs, total = [], 0
         try:
             for status in statuses:
+                window = (page_size, offset) if len(statuses) == 1 else (offset + page_size, 0)
                 items, count = await services.runs.list_runs(
-                    task_id=task_id, status=status, limit=offset + page_size, offset=0
+                    task_id=task_id, status=status, limit=window[0], offset=window[1]
                 )
                 runs.extend(items)
                 total += count
+            runs.sort(key=lambda run: run.created_at, reverse=True)
+            page = runs if len(statuses) == 1 else runs[offset : offset + page_size]
+            tasks = [
+                await task_with_files(services, run.id) if params.include_artifacts else task_of(run_read(run))
+                for run in page
+            ]
         except SERVICE_ERRORS as error:
             raise a2a_error_for(error, "tasks/list") from None
-        runs.sort(key=lambda run: run.created_at, reverse=True)
-        page = runs[offset : offset + page_size]
-        tasks = []
-        for run in page:
-            read = run_read(run)
-            tasks.append(await task_with_files(services, run.id) if params.include_artifacts else task_of(read))
         following = offset + page_size
         return ListTasksResponse(
             tasks=tasks,

@@ -22,6 +22,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         runner_poll_seconds=0.2,
         runner_heartbeat_seconds=0.2,
         runner_lease_seconds=3,
+        runner_shutdown_grace_seconds=0.5,
         redis_url="",
     )
     api = ApiServer(env, workdir, "protocols-api").start()

@@ -15,6 +15,7 @@ from a2a.helpers.proto_helpers import get_data_parts, get_message_text
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Message,
     Part,
     Role,
@@ -23,7 +24,7 @@ from a2a.types import (
     SubscribeToTaskRequest,
     TaskState,
 )
-from a2a.utils.errors import TaskNotCancelableError, TaskNotFoundError, UnsupportedOperationError
+from a2a.utils.errors import InvalidParamsError, TaskNotCancelableError, TaskNotFoundError, UnsupportedOperationError
 
 from tests.e2e.conftest import ApiServer
 from tests.e2e.protocols.conftest import ALICE, BOB
@@ -157,9 +158,15 @@ async def test_a_key_cannot_see_or_steer_another_keys_tasks(server: ApiServer) -
                 await bob.cancel_task(CancelTaskRequest(id=task.id))
             with pytest.raises(TaskNotFoundError):
                 [event async for event in bob.send_message(user_message("approve", task.id))]
+            bobs = await bob.list_tasks(ListTasksRequest(page_size=100))
         still = await alice.get_task(GetTaskRequest(id=task.id))
+        waiting = await alice.list_tasks(ListTasksRequest(context_id=task.context_id, status=INPUT_REQUIRED))
         await alice.cancel_task(CancelTaskRequest(id=task.id))
+        with pytest.raises(InvalidParamsError):
+            await alice.list_tasks(ListTasksRequest(page_size=1000))
     assert still.status.state == INPUT_REQUIRED
+    assert task.id not in {item.id for item in bobs.tasks}
+    assert [item.id for item in waiting.tasks] == [task.id] and waiting.total_size == 1
 
 
 async def test_the_0_3_method_names_still_work(server: ApiServer) -> None:
