@@ -194,7 +194,8 @@ def create_app(settings: Settings | None = None, llm_config: LLMConfig | None = 
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=[
-            "ETag", "Location", "Idempotent-Replayed", "Retry-After", "X-Request-ID", *RATE_LIMIT_HEADERS
+            "ETag", "Location", "Idempotent-Replayed", "Retry-After", "X-Request-ID", *RATE_LIMIT_HEADERS,
+            "Mcp-Session-Id",  # a browser MCP client on a handshake-era session must read it
         ],
     )
     install_limits(app, settings)
