@@ -10,6 +10,7 @@ may still hand it in; it is used as given and left open.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
@@ -71,11 +72,16 @@ class AiohttpTransport:
         self._read_timeout = read_timeout_seconds
         self._connect_timeout = connect_timeout_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        # A session belongs to the loop it was made in: a client reused under a new loop (one
+        # asyncio.run after another) gets a new one instead of failing every call.
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, limit_per_host=0),
                 timeout=aiohttp.ClientTimeout(
@@ -103,9 +109,9 @@ class AiohttpTransport:
             raise TransportError(_reason(exc), retryable=False) from exc
 
     async def aclose(self) -> None:
-        if self._session is not None:
+        if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
-            self._session = None
+        self._session = None
 
 
 class _HttpxReply:
