@@ -15,16 +15,22 @@ runs (including the bench's light polling), which shows whether the process is C
 Statements and transactions per run are the server's own counts of what the runs' executions
 sent (``mgx_db_statements`` / ``mgx_db_transactions`` with ``source="run"``, read from
 /metrics; the claim, requests and the bench's polling are not in them).
+The floor (``bench/run_floor.py``, PostgreSQL only) runs the largest level's number of runs in
+its own process on the same database and fake server: the same model calls through a bare
+aiohttp session and the same rows with raw asyncpg, one transaction per reply and per status
+change; the service's CPU per run is printed over the floor's.
 Targets: 100 concurrent runs within 2x the wall time of one run; pick-up < 100 ms; at most one
-transaction per model reply plus one per status change.
+transaction per model reply plus one per status change; service CPU per run <= 2x the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +53,7 @@ POLL_SECONDS = 0.1
 SCALING_TARGET = 2.0  # N concurrent runs finish within this many single-run wall times
 PICKUP_TARGET_MS = 100.0
 PICKUP_PAIRS = 3
+FLOOR_TARGET = 2.0
 # A demo run with its plan approved by the task: analyse, plan, code, tests, review; and the
 # status changes its execution makes (planning -> running -> completed; the claim's is not its).
 MODEL_REPLIES_PER_RUN = 5
@@ -188,6 +195,16 @@ def run_server(env: dict[str, str], workdir: Path, name: str, workers: int) -> A
     return ApiServer({**env, "RUNNER_WORKERS": str(workers)}, workdir / name, name=name).start()
 
 
+def measure_floor(database_url: str, llm_base_url: str, runs: int) -> dict[str, float]:
+    """CPU and wall seconds of ``runs`` floor runs (bench/run_floor.py, its own process)."""
+    script = Path(__file__).resolve().parent / "run_floor.py"
+    done = subprocess.run(
+        [sys.executable, str(script), database_url, llm_base_url, str(runs)],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> int:
     fake, _ = start_fake_llm(latency_seconds=args.latency_ms / 1000)
     env = service_env(
@@ -196,6 +213,7 @@ async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> i
     )
     results: list[LevelResult] = []
     pickups: list[float] = []
+    floor: dict[str, float] | None = None
     try:
         for runs in args.levels:
             server = run_server(env, workdir, f"level-{runs}", max(args.workers, runs))
@@ -208,12 +226,16 @@ async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> i
             pickups = await measure_pickup(server)
         finally:
             server.stop()
+        if not args.sqlite:
+            floor = await asyncio.to_thread(measure_floor, database_url, fake.base_url, max(args.levels))
     finally:
         fake.stop()
-    return report(args, results, pickups)
+    return report(args, results, pickups, floor)
 
 
-def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[float]) -> int:
+def report(
+    args: argparse.Namespace, results: list[LevelResult], pickups: list[float], floor: dict[str, float] | None
+) -> int:
     database = "SQLite" if args.sqlite else "PostgreSQL"
     print(
         f"\nRuns throughput: {database}, fake LLM {args.latency_ms:g} ms/call, MGX_SANDBOX=off, "
@@ -262,6 +284,17 @@ def report(args: argparse.Namespace, results: list[LevelResult], pickups: list[f
         print(
             f"pick-up with 1 worker: {shown} ms (median {statistics.median(pickups):.1f}, "
             f"worst {worst:.1f}; target < {PICKUP_TARGET_MS:g} ms): {'met' if ok else 'NOT met'}"
+        )
+    if floor is not None and results:
+        largest = max(results, key=lambda r: r.runs)
+        floor_ms = floor["cpu_seconds"] * 1000 / largest.runs
+        ratio = largest.cpu_ms_per_run / floor_ms
+        ok = ratio <= FLOOR_TARGET
+        met &= ok
+        print(
+            f"floor ({largest.runs} runs, bare aiohttp + raw asyncpg): {floor_ms:.1f} ms CPU per run, "
+            f"wall {floor['wall_seconds']:.2f} s; service/floor CPU per run {ratio:.2f}x "
+            f"(target <= {FLOOR_TARGET:g}x): {'met' if ok else 'NOT met'}"
         )
     failed = sum(r.failed for r in results)
     if failed:
