@@ -33,8 +33,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.repositories.idempotency import IdempotencyRepository
 from backend.db.failures import is_database_unavailable, unavailable_cause
+from backend.db.repositories.idempotency import IdempotencyRepository
 from backend.db.repositories.runs import RunRepository
 from backend.db.types import utcnow
 from backend.observability.dependencies import DependencyWatch

@@ -249,7 +249,7 @@ class RunExecutor:
             if reserved is None:
                 await session.rollback()
                 raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
-            first_seq, task_id = reserved
+            first_seq, task_id, attempt = reserved
             artifact_data = {}
             for artifact in artifacts:
                 summary = await ArtifactRepository(session).save(
@@ -257,6 +257,10 @@ class RunExecutor:
                 )
                 artifact_data[id(artifact)] = asdict(summary)
             items = [_journal_entry(event, artifact_data) for event in events]
+            # Which execution said it: after a lost lease the redo says it again under a new attempt.
+            items = [
+                (kind, {**data, "attempt": attempt}) if kind == "agent.message" else (kind, data) for kind, data in items
+            ]
             for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, items, now=now):
                 stage_committed_event(session, StreamEvent.from_row(row, task_id))
             await session.commit()

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mgx_agent.llm import LLMConfig
 
 from backend.app.main import create_app
+from mgx_agent.llm import LLMConfig
 from tests.conftest import make_settings
 from tests.databases import sqlite_copy
 from tests.e2e.conftest import REPO_ROOT

@@ -95,12 +95,12 @@ class RunRepository:
         *,
         reserve_events: int,
         now: datetime,
-    ) -> tuple[int, uuid.UUID] | None:
+    ) -> tuple[int, uuid.UUID, int] | None:
         """Apply ``values`` to a run whose lease ``holder`` (one claim) still holds and reserve
         ``reserve_events`` event numbers, in one statement (the row lock serialises event
         writers of the run).
 
-        Returns ``(first reserved seq, task id)``, or None when the lease is gone: the run was
+        Returns ``(first reserved seq, task id, attempt)``, or None when the lease is gone: the run was
         cancelled, reaped, finished, or claimed again (by anyone, this process included).
         """
         row = (
@@ -118,11 +118,11 @@ class RunRepository:
                     updated_at=now,
                     **values,
                 )
-                .returning(Run.next_event_seq - reserve_events, Run.task_id)
+                .returning(Run.next_event_seq - reserve_events, Run.task_id, Run.attempt)
                 .execution_options(synchronize_session=False)
             )
         ).first()
-        return None if row is None else (int(row[0]), row[1])
+        return None if row is None else (int(row[0]), row[1], int(row[2]))
 
     async def extend_leases(self, holders: dict[uuid.UUID, str], until: datetime) -> set[str]:
         """Extend the leases of ``{run id: lease holder}`` that are still held by that holder;

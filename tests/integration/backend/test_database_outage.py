@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from mgx_agent.llm import LLMConfig
 
 from backend.app.main import create_app
 from backend.config import load_settings
+from mgx_agent.llm import LLMConfig
 from tests.private_postgres import PrivatePostgres, server_binaries
 from tests.services import services_required
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mgx_agent.llm import LLMConfig
 
 from backend.app.main import create_app
+from mgx_agent.llm import LLMConfig
 from tests.conftest import make_settings
 from tests.databases import sqlite_copy
 from tests.services import postgres_url_for_tests, unavailable
+
 
 async def test_misconfigured_postgres_is_said_at_start_up_and_answers_503_naming_the_cause(
     postgres_database, caplog: pytest.LogCaptureFixture

@@ -10,8 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from mgx_agent.events import PhaseStarted
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +22,8 @@ from backend.services.background import BackgroundTaskRunner, RunnerConfig
 from backend.services.run_execution import LeaseLostError, RunExecutor
 from backend.services.run_signals import RunSignals
 from backend.services.team_provider import MGXTeamProvider
+from mgx_agent.events import PhaseStarted
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from tests.conftest import make_settings
 from tests.integration.backend.conftest import fake_llm_config
 
@@ -148,6 +148,7 @@ async def test_a_stall_longer_than_the_lease_does_not_execute_the_run_twice_in_o
     assert types.count("run.approval_required") == 1, types
     said = [(event.data["role"], event.data["action"]) for event in events if event.type == "agent.message"]
     assert said and len(said) == len(set(said)), said
+    assert {event.data["attempt"] for event in events if event.type == "agent.message"} == {1}, "said by the redo"
     # Everything the planner recorded came after the second claim.
     assert all(event.seq > claims[1].seq for event in events if event.type in {"agent.message", "run.plan_ready"})
     assert runner.running_here == 0
