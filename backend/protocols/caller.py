@@ -3,14 +3,18 @@ identified (``request.state.principal``), exactly as the REST routes build them.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
 from backend.access import Principal, owner_filter
 from backend.config import Settings
-from backend.services.events import EventBroadcaster
+from backend.app.shutdown import GracefulShutdown
+from backend.services.events import EventBroadcaster, Subscription
 from backend.services.runs import RunService
 from backend.services.tasks import TaskService
 
@@ -24,6 +28,7 @@ class CallerServices:
     tasks: TaskService
     runs: RunService
     events: EventBroadcaster
+    shutdown: GracefulShutdown
 
     @property
     def owner(self) -> str | None:
@@ -39,6 +44,27 @@ class CallerServices:
             if len(page) < EVENT_PAGE:
                 break
         return head
+
+    @asynccontextmanager
+    async def following(self, run_id: uuid.UUID, after: int) -> AsyncIterator[Subscription | None]:
+        """The run's events after ``after`` (None: the run ended, nothing left), closed on leaving
+        and when the process starts draining (SIGTERM), so an open call ends and the caller
+        reconnects elsewhere instead of holding the shutdown up."""
+        subscription = await self.events.subscribe_run(run_id, after, owner=self.owner)
+        if subscription is None:
+            yield None
+            return
+
+        async def close_on_drain() -> None:
+            await self.shutdown.wait_draining()
+            subscription.close()
+
+        watcher = asyncio.create_task(close_on_drain())
+        try:
+            yield subscription
+        finally:
+            watcher.cancel()
+            subscription.close()
 
 
 def services_for(conn: HTTPConnection) -> CallerServices:
@@ -61,4 +87,5 @@ def services_for(conn: HTTPConnection) -> CallerServices:
             principal=principal,
         ),
         events=state.events,
+        shutdown=state.shutdown,
     )

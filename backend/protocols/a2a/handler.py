@@ -232,27 +232,25 @@ class RunsRequestHandler(RequestHandler):
     async def _follow(self, services: CallerServices, run: RunRead, after: int) -> AsyncIterator[Event]:
         """Status and artifact updates from the run's events after ``after``, until the task
         stops or waits for the user."""
-        subscription = await services.events.subscribe_run(run.id, after, owner=services.owner)
-        if subscription is None:
-            return
         try:
-            while (batch := await subscription.next_batch()) is not None:
-                for event in batch:
-                    if event.seq is None:
-                        continue
-                    if event.type == "artifact.created":
-                        yield artifact_update(run, await services.runs.get_artifact(run.id, event.data["name"]))
-                    elif event.type == "run.status":
-                        update = await self._status_update(services, run, event.data.get("status", ""))
-                        yield update
-                        if update.status.state in STREAM_ENDS:
-                            return
-                    elif (progress := progress_update(run, event)) is not None:
-                        yield progress
+            async with services.following(run.id, after) as subscription:
+                if subscription is None:
+                    return
+                while (batch := await subscription.next_batch()) is not None:
+                    for event in batch:
+                        if event.seq is None:
+                            continue
+                        if event.type == "artifact.created":
+                            yield artifact_update(run, await services.runs.get_artifact(run.id, event.data["name"]))
+                        elif event.type == "run.status":
+                            update = await self._status_update(services, run, event.data.get("status", ""))
+                            yield update
+                            if update.status.state in STREAM_ENDS:
+                                return
+                        elif (progress := progress_update(run, event)) is not None:
+                            yield progress
         except SERVICE_ERRORS as error:
             raise a2a_error_for(error, f"tasks {run.id}") from None
-        finally:
-            subscription.close()
 
     async def _status_update(self, services: CallerServices, run: RunRead, status: str) -> TaskStatusUpdateEvent:
         """The update for a status change: with the run's message (the plan, the error, the

@@ -129,8 +129,7 @@ async def wait_run(
     deadline = loop.time() + timeout_seconds
     if run.status in run_states.TERMINAL_STATUSES:
         return structured(RunView.of(run))
-    subscription = await services.events.subscribe_run(run_id, after, owner=services.owner)
-    try:
+    async with services.following(run_id, after) as subscription:
         # The stream, not a re-read of the run, says when it ended: the run's row can be ahead
         # of the events delivered so far, and every one of them is reported first.
         ended = subscription is None
@@ -157,9 +156,6 @@ async def wait_run(
                 needs_approval = needs_approval or event.type == "run.approval_required"
             if needs_approval and not ended:
                 run = await services.runs.get_run_read(run_id)
-    finally:
-        if subscription is not None:
-            subscription.close()
     return structured(RunView.of(await services.runs.get_run_read(run_id)))
 
 
