@@ -111,7 +111,8 @@ class TestLifespan:
         app = create_app(sqlite_settings)
         async with app.router.lifespan_context(app):
             engine = app.state.engine
-            assert engine.pool.checkedout() == 0
+            # (No check of checkedout() here: the runner's claim loop may hold a connection at
+            # any moment after start-up.)
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 assert (await client.get("/health/ready")).status_code == 200
         assert engine.pool.checkedin() == 0  # disposed: no pooled connection left open
