@@ -15,6 +15,9 @@ runs (including the bench's light polling), which shows whether the process is C
 Statements and transactions per run are the server's own counts of what the runs' executions
 sent (``mgx_db_statements`` / ``mgx_db_transactions`` with ``source="run"``, read from
 /metrics; the claim, requests and the bench's polling are not in them).
+A last level (``--sandbox-runs``, 10 by default) runs with ``MGX_SANDBOX=bwrap``, so the
+sandbox's cost per run shows beside the same runs without it (the server process's CPU only;
+the sandboxed processes are its children and not counted).
 The floor (``bench/run_floor.py``, PostgreSQL only) runs the largest level's number of runs in
 its own process on the same database and fake server: the same model calls through a bare
 aiohttp session and the same rows with raw asyncpg, one transaction per reply and per status
@@ -72,6 +75,7 @@ class LevelResult:
     failed: int
     statements_per_run: float
     transactions_per_run: float
+    sandboxed: bool = False
 
     @property
     def runs_per_second(self) -> float:
@@ -226,6 +230,15 @@ async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> i
             pickups = await measure_pickup(server)
         finally:
             server.stop()
+        if args.sandbox_runs:
+            # The same runs with their generated tests executed in bubblewrap: its cost per run.
+            server = run_server({**env, "MGX_SANDBOX": "bwrap"}, workdir, "sandbox", max(args.workers, args.sandbox_runs))
+            try:
+                sandboxed = await measure_level(server, args.sandbox_runs)
+                sandboxed.sandboxed = True
+                results.append(sandboxed)
+            finally:
+                server.stop()
         if not args.sqlite:
             floor = await asyncio.to_thread(measure_floor, database_url, fake.base_url, max(args.levels))
     finally:
@@ -238,24 +251,28 @@ def report(
 ) -> int:
     database = "SQLite" if args.sqlite else "PostgreSQL"
     print(
-        f"\nRuns throughput: {database}, fake LLM {args.latency_ms:g} ms/call, MGX_SANDBOX=off, "
+        f"\nRuns throughput: {database}, fake LLM {args.latency_ms:g} ms/call, MGX_SANDBOX=off (bwrap: MGX_SANDBOX=bwrap), "
         f"auto_approve_plan, RUNNER_WORKERS=max({args.workers}, runs)\n"
     )
     header = (
-        f"{'runs':>5} {'wall s':>8} {'runs/s':>8} {'queue p50 ms':>13} {'queue p95 ms':>13} "
+        f"{'runs':>9} {'wall s':>8} {'runs/s':>8} {'queue p50 ms':>13} {'queue p95 ms':>13} "
         f"{'peak RSS MiB':>13} {'CPU ms/run':>11} {'stmts/run':>10} {'txns/run':>9} {'failed':>7}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
         rss = f"{r.peak_rss_mib:.1f}" if r.peak_rss_mib is not None else "n/a"
+        runs = f"{r.runs}{' bwrap' if r.sandboxed else ''}"
         print(
-            f"{r.runs:>5} {r.wall_seconds:>8.3f} {r.runs_per_second:>8.2f} {r.queue_p50_ms:>13.1f} "
+            f"{runs:>9} {r.wall_seconds:>8.3f} {r.runs_per_second:>8.2f} {r.queue_p50_ms:>13.1f} "
             f"{r.queue_p95_ms:>13.1f} {rss:>13} {r.cpu_ms_per_run:>11.1f} {r.statements_per_run:>10.1f} "
             f"{r.transactions_per_run:>9.1f} {r.failed:>7}"
         )
     print()
     met = True
+    if any(r.sandboxed for r in results):
+        print("(bwrap: MGX_SANDBOX=bwrap, the generated tests executed in bubblewrap)\n")
+    results = [r for r in results if not r.sandboxed]
     by_size = {r.runs: r for r in results}
     if 1 in by_size and len(by_size) > 1:
         single = by_size[1].wall_seconds
@@ -310,6 +327,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--levels", default="1,10,100", help="concurrent runs per level (comma-separated)")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="fake LLM latency per call")
     parser.add_argument("--workers", type=int, default=100, help="RUNNER_WORKERS (at least the level)")
+    parser.add_argument(
+        "--sandbox-runs", type=int, default=10, help="concurrent runs of the sandboxed level (0: none)"
+    )
     args = parser.parse_args(argv)
     args.levels = [int(part) for part in args.levels.split(",") if part.strip()]
     return args
