@@ -8,8 +8,10 @@ import asyncio
 import os
 import stat
 import subprocess
+import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -27,7 +29,23 @@ async def test_misconfigured_postgres_is_said_at_start_up_and_answers_503_naming
         unavailable("PostgreSQL", postgres_url_for_tests())
     missing = postgres_database.url.set(database="mgx_no_such_database")
     unknown_role = postgres_database.url.set(username="mgx_no_such_role")
-    for url, cause in ((missing, "the database does not exist"), (unknown_role, "the database refused the login")):
+    unmigrated = postgres_database.url.set(database=f"mgx_unmigrated_{uuid.uuid4().hex[:8]}")
+    server = await asyncpg.connect(postgres_database.url.set(drivername="postgresql").render_as_string(False))
+    await server.execute(f'CREATE DATABASE "{unmigrated.database}"')
+    cases = (
+        (missing, "the database does not exist"),
+        (unknown_role, "the database refused the login"),
+        (unmigrated, "the schema is not migrated"),
+    )
+    try:
+        await _answers_503_naming(cases, caplog)
+    finally:
+        await server.execute(f'DROP DATABASE IF EXISTS "{unmigrated.database}" WITH (FORCE)')
+        await server.close()
+
+
+async def _answers_503_naming(cases, caplog) -> None:  # type: ignore[no-untyped-def]
+    for url, cause in cases:
         caplog.clear()
         app = create_app(make_settings(url, mgx_sandbox="off", runner_workers=0), LLMConfig(_env_file=None))
         async with app.router.lifespan_context(app):
