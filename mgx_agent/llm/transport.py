@@ -11,6 +11,7 @@ may still hand it in; it is used as given and left open.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
@@ -64,6 +65,9 @@ class _AiohttpReply:
         return self._response.content.iter_any()
 
 
+http_logger = logging.getLogger("mgx_agent.llm.http")
+
+
 class AiohttpTransport:
     """One ``aiohttp.ClientSession``, created on first use (so building a client never needs a
     running event loop, and importing the team never loads aiohttp) and shared by every call."""
@@ -98,6 +102,8 @@ class AiohttpTransport:
 
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
+                # One line per request at DEBUG (as httpx logs its own), never the credentials.
+                http_logger.debug("POST %s %s", response.url.with_user(None), response.status)
                 yield _AiohttpReply(response)
         except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
             raise TransportError(_reason(exc), timed_out=True) from exc

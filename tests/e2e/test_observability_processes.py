@@ -174,6 +174,6 @@ def test_no_secret_reaches_logs_status_or_error_bodies(
     assert any(entry["logger"] == "uvicorn.error" for entry in entries), "uvicorn's own lines are JSON too"
     access = [entry for entry in entries if entry["logger"] == "backend.access"]
     assert access and all(entry.get("request_id") for entry in access)
-    llm_requests = [e for e in entries if e["logger"] == "httpx" and "/chat/completions" in e["message"]]
+    llm_requests = [e for e in entries if e["logger"] == "mgx_agent.llm.http" and "/chat/completions" in e["message"]]
     assert llm_requests, "the LLM calls were logged"
     assert {entry.get("run_id") for entry in llm_requests} == {run["id"]}, "every line of the run carries its run_id"
