@@ -2,7 +2,7 @@
 
 Without them Swagger UI makes one up from the schema (``"string"``, ``additionalProp1``), which
 the API refuses. Each example here is accepted as sent (``tests/e2e/test_openapi_examples.py``
-sends every one to a live server and expects 2xx); ids in paths and bodies are placeholders for
+sends every one to a live server and expects 2xx); ids in paths and bodies stand in for
 ids of your own. An operation with a request body and no example here fails that test.
 """
 

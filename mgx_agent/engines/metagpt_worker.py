@@ -345,7 +345,8 @@ def build_team(board: RunBoard, start: dict[str, Any], action: str) -> Any:
             return said
 
         async def work(self) -> str:
-            raise NotImplementedError
+            """The action's own step: every action below defines it."""
+            raise TypeError(f"{type(self).__name__} defines no work()")
 
     class AnalyzeTask(MGXAction):
         name: str = "AnalyzeTask"
