@@ -30,6 +30,7 @@ SANDBOX_ROOT = "/sandbox"
 WORKSPACE = "/sandbox/workspace"
 STAGING = "/mgx"
 _PYTEST_MISSING_EXIT = 17
+_SMALL_TMP_BYTES = 16 * 1024 * 1024
 _PROBE_SOURCE = (
     "import sys\ntry:\n    import pytest\nexcept Exception:\n"
     f"    sys.exit({_PYTEST_MISSING_EXIT})\n"
@@ -119,10 +120,16 @@ def build_command(
         "--uid", str(inside_uid), "--gid", str(inside_uid), "--hostname", "sandbox",
         *_host_layout_arguments(),
     ]  # fmt: skip
-    for path in interpreter_paths():
+    paths = interpreter_paths()
+    tmp_holds_the_interpreter = any(path.startswith("/tmp/") for path in paths)
+    if tmp_holds_the_interpreter:
+        # An environment under /tmp (a fresh venv from mktemp) is bound inside a small tmpfs
+        # there, instead of /tmp being a link to the run's own tmp.
+        arguments += ["--size", str(_SMALL_TMP_BYTES), "--tmpfs", "/tmp"]
+    for path in paths:
         arguments += ["--ro-bind", path, path]
     cwd = os.path.realpath(os.getcwd())
-    if any(cwd == path or cwd.startswith(path + os.sep) for path in interpreter_paths()):
+    if any(cwd == path or cwd.startswith(path + os.sep) for path in paths):
         # The service's working directory (.env, data/) must never show through a bind.
         arguments += ["--tmpfs", cwd]
     arguments += ["--proc", "/proc"] if variant.proc else []
@@ -131,9 +138,10 @@ def build_command(
         "--size", str(8 * 1024 * 1024), "--tmpfs", "/dev/shm",
         "--size", str(disk_bytes), "--tmpfs", SANDBOX_ROOT,
         "--dir", WORKSPACE, "--dir", f"{SANDBOX_ROOT}/tmp", "--dir", f"{SANDBOX_ROOT}/home",
-        "--symlink", f"{SANDBOX_ROOT}/tmp", "/tmp",
         "--ro-bind", staging, STAGING,
     ]  # fmt: skip
+    if not tmp_holds_the_interpreter:
+        arguments += ["--symlink", f"{SANDBOX_ROOT}/tmp", "/tmp"]
     for name in ("passwd", "group", "hosts"):
         arguments += ["--ro-bind", f"{staging}/etc/{name}", f"/etc/{name}"]
     arguments += ["--remount-ro", "/", "--chdir", WORKSPACE, "--", *program]
