@@ -26,7 +26,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import URL
 
-from mgx_agent.testing.fake_llm import FakeLLMServer
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from tests.databases import PostgresTestDatabase
 from tests.services import postgres_url_for_tests, tcp_reachable, unavailable
 
@@ -238,6 +238,18 @@ def start_fake_llm(latency_seconds: float = 0.0) -> tuple[FakeLLMServer, Request
     fake.app = spans
     fake.start()
     return fake, spans
+
+
+# The coding call in flight at SIGTERM in the drain tests: long enough to signal during it and
+# watch the drain, well inside the shutdown grace.
+CODING_SECONDS = 1.5
+
+
+def slow_coding(request: FakeRequest) -> FakeReply | None:
+    """A fake-LLM responder: the demo's answers, with the coding call taking CODING_SECONDS."""
+    if request.action == "WriteCode":
+        return FakeReply(content=demo_responder(request), delay_seconds=CODING_SECONDS)
+    return None
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = POLL_SECONDS) -> Any:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 
+from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.databases import sqlite_copy
 from tests.e2e.conftest import (
     RequestSpans,
@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     run_events,
     run_row,
     service_env,
+    slow_coding,
     wait_for_terminal,
     wait_until,
 )
@@ -37,8 +38,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.slow
 
 GRACE_SECONDS = 10
-# The coding call in flight at SIGTERM: long enough to watch the drain, well inside the grace.
-CODING_SECONDS = 1.5
 SHUTDOWN_NOTICE = ": server shutting down; reconnect with Last-Event-ID"
 
 
@@ -80,12 +79,6 @@ def follow_socket(base_url: str, run_id: str, record: StreamRecord) -> None:
     finally:
         record.ended_at = time.monotonic()
         record.opened.set()
-
-
-def slow_coding(request: FakeRequest) -> FakeReply | None:
-    if request.action == "WriteCode":
-        return FakeReply(content=demo_responder(request), delay_seconds=CODING_SECONDS)
-    return None
 
 
 @pytest.mark.postgres

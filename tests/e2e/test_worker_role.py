@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
+from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.e2e.conftest import (
     ApiServer,
     RequestSpans,
@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     run_events,
     run_row,
     service_env,
+    slow_coding,
     wait_for_terminal,
     wait_until,
 )
@@ -30,14 +31,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.slow
 
 WORKER = [sys.executable, "-m", "backend.worker"]
-# The coding call in flight at SIGTERM: long enough to signal during it, well inside the grace.
-CODING_SECONDS = 1.5
-
-
-def slow_coding(request: FakeRequest) -> FakeReply | None:
-    if request.action == "WriteCode":
-        return FakeReply(content=demo_responder(request), delay_seconds=CODING_SECONDS)
-    return None
 
 
 @pytest.mark.postgres

@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from mgx_agent.llm import TokenUsage
-from mgx_agent.llm.pricing import PriceTable
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from tests.integration.backend.conftest import fake_llm_config, start_run, wait_for_status
+from tests.integration.backend.engine_support import (
+    assert_tests_ran_in_the_service_sandbox,
+    assert_usage_is_what_the_provider_returned,
+)
 
 STAND_IN = Path(__file__).with_name("metagpt_stand_in_worker.py")
 FULL_SEQUENCE = ["AnalyzeTask", "DraftPlan", "WriteCode", "WriteTest", "ReviewCode"]
@@ -96,26 +99,9 @@ async def test_metagpt_run_replans_on_feedback_then_completes_with_tests_in_our_
     assert done["result"]["outcome"] == "approved" and done["result"]["engine"] == "metagpt"
     assert actions_for(fake_llm, run["id"]) == REPLANNED_SEQUENCE
     # Tests ran in the service's sandbox, not in the worker (it has the sandbox switched off).
-    assert (
-        done["result"]["sandbox"]["passed"] >= 1
-        and done["result"]["verification"]["tests"] == "passed"
-    )
-    names = {artifact["name"] for artifact in done["artifacts"]}
-    assert {
-        "plan.json",
-        "review.md",
-        "fizzbuzz.py",
-        "test_fizzbuzz.py",
-        "sandbox-report.json",
-    } <= names
-
-    total = done["usage"]["total"]
-    assert total["llm_calls"] == len(replies) == 6
-    assert total["prompt_tokens"] == sum(usage.prompt_tokens for _, usage in replies)
-    assert total["completion_tokens"] == sum(usage.completion_tokens for _, usage in replies)
-    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 3 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
-    expected_cost = sum(PriceTable().cost(model, usage)[0] for model, usage in replies)
-    assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+    assert_tests_ran_in_the_service_sandbox(done)
+    models = ["gpt-4o-mini"] * 3 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
+    assert_usage_is_what_the_provider_returned(done, replies, models)
     assert set(done["usage"]["roles"]) == {"mike", "alex", "bob", "charlie"}
 
     events = (await client.get(f"/runs/{run['id']}/logs", params={"limit": 200})).json()["items"]

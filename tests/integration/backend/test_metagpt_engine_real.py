@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from mgx_agent.llm import TokenUsage
-from mgx_agent.llm.pricing import PriceTable
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, FakeRequest, demo_responder
 from tests.integration.backend.conftest import start_run, wait_for_status
+from tests.integration.backend.engine_support import (
+    assert_tests_ran_in_the_service_sandbox,
+    assert_usage_is_what_the_provider_returned,
+)
 
 METAGPT_PYTHON = os.environ.get("MGX_METAGPT_PYTHON", "")
 FULL_SEQUENCE = ["AnalyzeTask", "DraftPlan", "WriteCode", "WriteTest", "ReviewCode"]
@@ -92,24 +95,9 @@ async def test_metagpt_team_plans_then_codes_tests_in_our_sandbox_reviews_and_co
         request.headers.get("user-agent", "").startswith("AsyncOpenAI/Python")
         for request in requests
     )
-    assert done["result"]["sandbox"]["passed"] >= 1
-    assert done["result"]["verification"]["tests"] == "passed"
-    names = {artifact["name"] for artifact in done["artifacts"]}
-    assert {
-        "plan.json",
-        "review.md",
-        "fizzbuzz.py",
-        "test_fizzbuzz.py",
-        "sandbox-report.json",
-    } <= names
-
-    total = done["usage"]["total"]
-    assert total["llm_calls"] == len(replies) == 5
-    assert total["prompt_tokens"] == sum(usage.prompt_tokens for _, usage in replies)
-    assert total["completion_tokens"] == sum(usage.completion_tokens for _, usage in replies)
-    assert [model for model, _ in replies] == ["gpt-4o-mini"] * 2 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
-    expected_cost = sum(PriceTable().cost(model, usage)[0] for model, usage in replies)
-    assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+    assert_tests_ran_in_the_service_sandbox(done)
+    models = ["gpt-4o-mini"] * 2 + ["gpt-4o"] + ["gpt-4o-mini"] * 2
+    assert_usage_is_what_the_provider_returned(done, replies, models)
 
     status = (await client.get("/health/status")).json()["engines"]["metagpt"]
     assert status["available"] is True and status["version"] == "0.8.2"
