@@ -33,6 +33,11 @@ _RUNNER_CONTROL_NAMES = frozenset(
 )
 
 
+# Top-level modules the test runner itself imports: a generated module of the same name would
+# shadow pytest inside the sandbox (and break or steer the run).
+_RUNNER_MODULES = frozenset({"pytest", "_pytest", "pluggy", "iniconfig", "py", "packaging"})
+
+
 def _base_name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
@@ -47,6 +52,9 @@ def problem_with_code_file_name(path: str) -> str | None:
             f"code file {path!r} is not allowed: {name} configures the interpreter or the test "
             "runner; put the code in an ordinary module"
         )
+    top = path.split("/", 1)[0].lower().removesuffix(".py")
+    if top in _RUNNER_MODULES:
+        return f"code file {path!r} is not allowed: it would shadow the test runner's {top!r}"
     if name.endswith(".pth"):
         return f"code file {path!r} is not allowed: .pth files run code at interpreter start"
     if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):

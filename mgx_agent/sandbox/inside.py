@@ -50,10 +50,12 @@ class _Outcomes:
 def main():
     spec = json.loads(sys.argv[1])
     workspace = spec["workspace"]
+    # pytest first, so no generated module can stand in for it or for what it imports.
+    import pytest
+
     shutil.copytree(spec["input"], workspace, dirs_exist_ok=True)
     os.chdir(workspace)
     sys.path.insert(0, workspace)
-    import pytest
 
     outcomes = _Outcomes(spec["failure_chars"])
     arguments = [

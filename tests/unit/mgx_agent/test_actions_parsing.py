@@ -137,7 +137,8 @@ def test_review_verdicts_and_notes() -> None:
     "name",
     ["conftest.py", "pkg/conftest.py", "sitecustomize.py", "usercustomize.py", "evil.pth",
      "pytest.ini", "pyproject.toml", "setup.cfg", "tox.ini", "plan.json", "review.md",
-     "sandbox-report.json", "test_extra.py", "extra_test.py"],
+     "sandbox-report.json", "test_extra.py", "extra_test.py", "pytest.py", "_pytest/main.py",
+     "pluggy.py"],
 )  # fmt: skip
 def test_code_files_may_not_steer_the_test_runner_or_replace_artifacts(name: str) -> None:
     reply = f"```python\n# file: {name}\nX = 1\n```\n"
