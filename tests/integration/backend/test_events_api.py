@@ -171,7 +171,10 @@ async def test_client_disconnect_frees_the_subscription(live_app) -> None:
     await wait_until(lambda: live.app.state.events.subscriber_count == 0, timeout=2)
 
 
-async def test_deltas_are_streamed_without_id_and_can_be_switched_off(live_app) -> None:
+async def test_deltas_are_streamed_without_id_and_can_be_switched_off(live_app, fake_llm: FakeLLMServer) -> None:
+    # Deltas are live only: each model call takes a moment, so the run is still streaming when
+    # the subscriber below has connected (an instant fake could finish the run before that).
+    fake_llm.latency_seconds = 0.2
     live = await live_app(runner_workers=1)
     run = await create_queued_run(live.http, {"auto_approve_plan": True, "stream_deltas": True})
     messages = await collect_sse(live.http, run["id"])
