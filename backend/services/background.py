@@ -35,12 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.failures import is_database_unavailable, unavailable_cause
 from backend.db.repositories.idempotency import IdempotencyRepository
+from backend.db.models import RunEvent
+from backend.db.repositories.run_events import RunEventRepository
 from backend.db.repositories.runs import RunRepository
+from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.observability.dependencies import DependencyWatch
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
-from backend.services.run_execution import LeaseLostError, RunExecutor, RunInterrupted
+from backend.services.run_execution import ClaimedRun, LeaseLostError, RunExecutor, RunInterrupted, RunLease, task_text
+from backend.services.events import StreamEvent, stage_committed_event
 from backend.services.run_journal import change_status
 from backend.services.run_signals import RunSignals
 from backend.services.run_spend import add_abandoned, spent_after_checkpoint
@@ -65,14 +69,6 @@ class RunnerConfig:
     max_attempts: int = 3
     shutdown_grace_seconds: float = 20
     idempotency_ttl_seconds: int = 86_400
-
-
-@dataclass(frozen=True)
-class RunLease:
-    """One claim of one run: ``holder`` is what the claim wrote into ``runs.lease_owner``."""
-
-    run_id: uuid.UUID
-    holder: str
 
 
 @dataclass
@@ -242,15 +238,15 @@ class BackgroundTaskRunner:
                 free += 1
             # Clear before claiming: a signal that arrives during the claim is not lost.
             self.signals.queued_event.clear()
-            claimed: list[RunLease] = []
+            claimed: list[ClaimedRun] = []
             if not self.stopping:
                 try:
                     claimed = await self._claim(free)
                     self.database_watch.succeeded()
                 except Exception as exc:
                     self._loop_failed(exc, "claiming runs")
-            for lease in claimed:
-                task = asyncio.create_task(self._run_in_slot(lease), name=f"runner-slot-{lease.run_id}")
+            for claim in claimed:
+                task = asyncio.create_task(self._run_in_slot(claim), name=f"runner-slot-{claim.run_id}")
                 self._slot_tasks.add(task)
                 task.add_done_callback(self._slot_tasks.discard)
             for _ in range(free - len(claimed)):
@@ -259,51 +255,67 @@ class BackgroundTaskRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.signals.queued_event.wait(), self.config.poll_seconds)
 
-    async def _run_in_slot(self, lease: RunLease) -> None:
+    async def _run_in_slot(self, claim: ClaimedRun) -> None:
         # This task (and the run's own task, started from it) logs with the run's id.
-        bind_run_id(lease.run_id)
+        bind_run_id(claim.run_id)
         try:
             if self.stopping:  # claimed while the runner was stopping: hand it straight back
-                await self._release(lease)
+                await self._release(claim.lease)
                 return
-            await self._execute(lease)
+            await self._execute(claim)
         finally:
             self._slots.release()
             # A slot came free: look at the queue again (runs may have queued meanwhile).
             self.signals.queued_event.set()
 
-    async def _claim(self, limit: int) -> list[RunLease]:
-        """Lease up to ``limit`` queued runs, one fresh lease holder per run, in one transaction."""
+    async def _claim(self, limit: int) -> list[ClaimedRun]:
+        """Lease up to ``limit`` queued runs, one fresh lease holder per run, in one transaction
+        of four statements however many runs it takes: lock and read them (with their tasks),
+        lease them, log their status events, mirror the statuses on their tasks."""
         async with self.session_factory() as session:
-            runs = await RunRepository(session).lock_next_queued(limit)
-            if not runs:
+            repository = RunRepository(session)
+            rows = await repository.lock_next_queued(limit)
+            if not rows:
                 await session.rollback()
                 return []
             now = utcnow()
             deadline = time.monotonic() + self.config.lease_seconds
-            leases = []
-            for run in runs:
-                lease = RunLease(run.id, f"{self.owner}/{uuid.uuid4().hex[:12]}")
-                new_status = run_states.PLANNING if run.pending_action in (PLAN, REPLAN, None) else run_states.RUNNING
-                await change_status(session, run, new_status, data={"attempt": run.attempt, "worker": lease.holder})
-                run.lease_owner = lease.holder
-                run.lease_expires_at = now + timedelta(seconds=self.config.lease_seconds)
-                run.started_at = run.started_at or now
-                leases.append(lease)
+            claims, events = [], []
+            for row in rows:
+                action = row.pending_action or PLAN
+                new_status = run_states.PLANNING if action in (PLAN, REPLAN) else run_states.RUNNING
+                run_states.transition_values(row.status, new_status, now)  # refuses an impossible claim
+                holder = f"{self.owner}/{uuid.uuid4().hex[:12]}"
+                claims.append(
+                    ClaimedRun(
+                        row.id, holder, row.task_id, new_status, action,
+                        text=task_text(row.title, row.description), task_config=row.config or {},
+                        overrides=row.overrides or {}, checkpoint=row.checkpoint, feedback=row.feedback,
+                        plan=row.plan,
+                    )
+                )
+                data = {"status": new_status, "previous": row.status, "attempt": row.attempt, "worker": holder}
+                events.append(RunEvent(run_id=row.id, seq=row.next_event_seq, type="run.status", data=data, created_at=now))
+            until = now + timedelta(seconds=self.config.lease_seconds)
+            await repository.lease_claimed(
+                [{"claimed": c.run_id, "holder": c.holder, "new_status": c.status} for c in claims], until=until, now=now
+            )
+            await RunEventRepository(session).insert_numbered(events)
+            await TaskRepository(session).mirror_run_statuses([(c.task_id, c.run_id, c.status) for c in claims])
+            for claim, event in zip(claims, events, strict=True):
+                stage_committed_event(session, StreamEvent.from_row(event, claim.task_id))
             await session.commit()
-            for lease in leases:
+            for claim in claims:
                 # An execution of the same run from an earlier claim lost its lease (the reaper
                 # re-queued it while this process stalled): it must not go on beside this one.
-                for stale in [held for held in self._active if held.run_id == lease.run_id]:
+                for stale in [held for held in self._active if held.run_id == claim.run_id]:
                     self._stop_lost(stale)
-                self._lease_deadlines[lease] = deadline
-            return leases
+                self._lease_deadlines[claim.lease] = deadline
+            return claims
 
-    async def _execute(self, lease: RunLease) -> None:
-        run_id = lease.run_id
-        task = asyncio.create_task(
-            self.executor.execute(run_id, lease.holder, lambda: self.stopping), name=f"run-{run_id}"
-        )
+    async def _execute(self, claim: ClaimedRun) -> None:
+        lease, run_id = claim.lease, claim.run_id
+        task = asyncio.create_task(self.executor.execute(claim, lambda: self.stopping), name=f"run-{run_id}")
         self._active[lease] = task
         started = time.monotonic()
         try:

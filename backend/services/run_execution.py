@@ -1,10 +1,18 @@
 """Executing one claimed run on a worker: plan, wait for approval, or execute the team, with
 every team event persisted and every finished phase checkpointed on the run row.
 
+Everything an execution writes goes through one write-behind journal (``_EventRecorder``): the
+team's events and the execution's own status changes are queued in order, and whatever queued
+while the previous write was in flight goes out as one transaction: one conditional UPDATE of
+the run (which checks the lease and reserves the events' ``seq`` numbers), the artifacts'
+upserts, one INSERT of the events and, when the status changed, one UPDATE of the task. So a
+model reply, the status change that follows it and the next phase's start cost one round of
+statements, with no ORM objects and no read-back.
+
 Every write checks, under the run's row lock, that this execution's claim still holds the lease
-(``runs.lease_owner`` equals the claim's holder; status changes re-read the row, event batches
-use one conditional UPDATE), so an execution that lost its lease (cancelled, or re-queued after
-a stall and claimed again, even by the same process) can never write to the run again.
+(``runs.lease_owner`` equals the claim's holder and the run is in the status this execution
+left it in), so an execution that lost its lease (cancelled, or re-queued after a stall and
+claimed again, even by the same process) can never write to the run again.
 """
 
 from __future__ import annotations
@@ -14,8 +22,8 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from mgx_agent.errors import MGXError
@@ -33,15 +41,15 @@ from mgx_agent.team import TeamResult
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.models import Run, Task
 from backend.db.repositories.artifacts import ArtifactRepository
+from backend.db.repositories.run_events import RunEventRepository
 from backend.db.repositories.runs import RunRepository
+from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
-from backend.db.repositories.run_events import RunEventRepository
 from backend.services.events import EventBroadcaster, StreamEvent, stage_committed_event
-from backend.services.run_journal import change_status, record_event
+from backend.services.run_journal import TERMINAL_EVENTS
 from backend.services.runs import EXECUTE, PLAN, REPLAN
 from backend.services.team_provider import MGXTeamProvider
 
@@ -59,8 +67,56 @@ class RunInterrupted(Exception):
     """The runner is stopping: the run stops after the phase that just finished."""
 
 
-def task_text(task: Task) -> str:
-    return f"{task.title}\n\n{task.description}".strip()
+@dataclass(frozen=True)
+class RunLease:
+    """One claim of one run: ``holder`` is what the claim wrote into ``runs.lease_owner``."""
+
+    run_id: uuid.UUID
+    holder: str
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """One claim of one run and what its execution needs, read by the claim itself (so an
+    execution starts without a read): ``holder`` is what the claim wrote into ``runs.lease_owner``,
+    ``status`` what it moved the run to."""
+
+    run_id: uuid.UUID
+    holder: str
+    task_id: uuid.UUID
+    status: str
+    action: str
+    text: str = ""
+    task_config: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    checkpoint: dict[str, Any] | None = None
+    feedback: str | None = None
+    plan: dict[str, Any] | None = None
+
+    @property
+    def lease(self) -> RunLease:
+        return RunLease(self.run_id, self.holder)
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """An execution's status change, queued in the journal behind the events before it.
+
+    ``values`` are the run's other columns set with it, ``data`` extra fields of its
+    ``run.status`` event, ``before`` / ``after`` events logged just before / after that event."""
+
+    status: str
+    values: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    before: tuple[tuple[str, dict[str, Any]], ...] = ()
+    after: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+JournalItem = TeamEvent | StatusChange
+
+
+def task_text(title: str, description: str) -> str:
+    return f"{title}\n\n{description}".strip()
 
 
 def result_summary(result: TeamResult) -> dict[str, Any]:
@@ -95,156 +151,153 @@ class RunExecutor:
         self.events = events
         self.approval_ttl = timedelta(seconds=approval_ttl_seconds)
 
-    async def execute(self, run_id: uuid.UUID, holder: str, should_stop: Callable[[], bool]) -> None:
-        bind_run_id(run_id)
-        async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, holder)
-            task = await session.get(Task, run.task_id)
-            assert task is not None  # runs are deleted with their task
-            action, checkpoint, feedback = run.pending_action or PLAN, run.checkpoint, run.feedback
+    async def execute(self, claim: ClaimedRun, should_stop: Callable[[], bool]) -> None:
+        bind_run_id(claim.run_id)
+        recorder = _EventRecorder(self, claim, should_stop)
+        try:
             try:
-                config = self.provider.team_config(task.config, run.overrides)
+                config = self.provider.team_config(claim.task_config, claim.overrides)
             except ValidationError as exc:
-                await self._fail(session, run, "invalid_config", f"the team configuration is invalid: {exc}")
+                await recorder.fail("invalid_config", f"the team configuration is invalid: {exc}")
                 return
-            text, task_id = task_text(task), task.id
-            await session.commit()
+            team = self.provider.build_team(
+                config, run_label=str(claim.run_id), on_event=recorder, checkpoint=claim.checkpoint
+            )
+            try:
+                await self._run_team(claim, team, recorder)
+            finally:
+                # Stops an out-of-process engine's worker too (a cancelled run kills it here).
+                await team.aclose()
+        finally:
+            recorder.close()
 
-        recorder = _EventRecorder(self, run_id, task_id, holder, should_stop)
-        team = self.provider.build_team(
-            config,
-            run_label=str(run_id),
-            on_event=recorder,
-            checkpoint=checkpoint,
-        )
+    async def _run_team(self, claim: ClaimedRun, team: TeamEngine, recorder: _EventRecorder) -> None:
+        action = claim.action
         try:
             if action == PLAN and team.plan is not None:
                 # Planned before a restart, but not yet handed to a human: don't plan again.
-                action = await self._after_plan(run_id, holder, team)
+                action = await self._after_plan(recorder, team)
             elif action == PLAN:
-                await team.analyze_and_plan(text)
-                await recorder.drain()
-                action = await self._after_plan(run_id, holder, team)
+                await team.analyze_and_plan(claim.text)
+                action = await self._after_plan(recorder, team)
             elif action == REPLAN:
-                await team.reject_plan(feedback or "")
-                await recorder.drain()
-                action = await self._after_plan(run_id, holder, team)
+                await team.reject_plan(claim.feedback or "")
+                action = await self._after_plan(recorder, team)
             if action == EXECUTE:
                 team.approve_plan()
                 result = await team.execute()
-                await recorder.drain()
-                await self._finish(run_id, holder, team, result)
+                await self._finish(recorder, team, result)
         except (LeaseLostError, RunInterrupted):
             raise
         except MGXError as exc:
-            await recorder.drain()
-            await self._fail_owned(run_id, holder, exc.code, exc.message, team)
+            await recorder.fail(exc.code, exc.message, team)
         except ValidationError as exc:
-            await recorder.drain()
-            await self._fail_owned(run_id, holder, "invalid_state", f"the run's saved state is unusable: {exc}", team)
-        finally:
-            # Stops an out-of-process engine's worker too (a cancelled run kills it here).
-            await team.aclose()
-            recorder.close()
+            await recorder.fail("invalid_state", f"the run's saved state is unusable: {exc}", team)
 
-    async def _after_plan(self, run_id: uuid.UUID, holder: str, team: TeamEngine) -> str | None:
+    async def _after_plan(self, recorder: _EventRecorder, team: TeamEngine) -> str | None:
         """Wait for a human, or go straight on when the plan is approved automatically."""
-        async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, holder)
-            run.checkpoint = team.state
-            run.usage = team.usage()
-            run.timings = team.timings()
-            if team.config.auto_approve_plan:
-                run.pending_action = EXECUTE
-                await record_event(session, run, "run.approved", {"automatic": True})
-                await change_status(session, run, run_states.RUNNING)
-                await session.commit()
-                return EXECUTE
-            run.pending_action = EXECUTE
-            await change_status(session, run, run_states.AWAITING_APPROVAL)
-            run.approval_expires_at = utcnow() + self.approval_ttl
-            run.lease_owner = run.lease_expires_at = None
-            await record_event(
-                session,
-                run,
-                "run.approval_required",
-                {"plan": run.plan, "expires_at": run.approval_expires_at.isoformat()},
+        values = {"checkpoint": team.state, "usage": team.usage(), "timings": team.timings(), "pending_action": EXECUTE}
+        if team.config.auto_approve_plan:
+            # Not drained here: it goes out with the plan's last events and the next phase's start.
+            recorder.change_status(
+                StatusChange(run_states.RUNNING, values, before=(("run.approved", {"automatic": True}),))
             )
-            await session.commit()
-            return None
+            return EXECUTE
+        expires_at = utcnow() + self.approval_ttl
+        recorder.change_status(
+            StatusChange(
+                run_states.AWAITING_APPROVAL,
+                {**values, "approval_expires_at": expires_at, "lease_owner": None, "lease_expires_at": None},
+                after=(
+                    (
+                        "run.approval_required",
+                        {"plan": recorder.plan, "expires_at": expires_at.isoformat()},
+                    ),
+                ),
+            )
+        )
+        await recorder.drain()
+        return None
 
-    async def _finish(self, run_id: uuid.UUID, holder: str, team: TeamEngine, result: TeamResult) -> None:
-        async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, holder)
-            run.checkpoint = team.state
-            run.result = {**result_summary(result), "engine": team.name}
-            run.usage = result.usage
-            run.timings = result.timings
-            run.phase = None
-            if result.approved:
-                await change_status(session, run, run_states.COMPLETED, data={"outcome": result.outcome})
-            else:
-                run.error_code = result.outcome
-                run.error_message = result.stop_reason or f"the team stopped: {result.outcome}"
-                await change_status(session, run, run_states.FAILED, data={"outcome": result.outcome})
-            await session.commit()
+    async def _finish(self, recorder: _EventRecorder, team: TeamEngine, result: TeamResult) -> None:
+        values: dict[str, Any] = {
+            "checkpoint": team.state,
+            "result": {**result_summary(result), "engine": team.name},
+            "usage": result.usage,
+            "timings": result.timings,
+            "phase": None,
+        }
+        if result.approved:
+            change = StatusChange(run_states.COMPLETED, values, data={"outcome": result.outcome})
+        else:
+            values["error_code"] = result.outcome
+            values["error_message"] = result.stop_reason or f"the team stopped: {result.outcome}"
+            change = StatusChange(run_states.FAILED, values, data={"outcome": result.outcome})
+        recorder.change_status(change)
+        await recorder.drain()
 
-    async def _fail_owned(
-        self, run_id: uuid.UUID, holder: str, code: str, message: str, team: TeamEngine | None
-    ) -> None:
-        async with self.session_factory() as session:
-            run = await self._owned_run(session, run_id, holder)
-            if team is not None:
-                run.usage = team.usage()
-                run.timings = team.timings()
-            await self._fail(session, run, code, message)
+    async def record(
+        self,
+        run_id: uuid.UUID,
+        holder: str,
+        items: Sequence[JournalItem],
+        emitted_at: Sequence[datetime] | None = None,
+        *,
+        status: str | None = None,
+    ) -> str | None:
+        """Persist journal items (team events and status changes), and what they change on the
+        run, in one transaction; returns the run's status after them.
 
-    async def _fail(self, session: AsyncSession, run: Run, code: str, message: str) -> None:
-        logger.warning("run %s failed: %s: %s", run.id, code, message)
-        run.error_code, run.error_message = code, message
-        await change_status(session, run, run_states.FAILED, data={"error": {"code": code, "message": message}})
-        await session.commit()
-
-    async def _owned_run(self, session: AsyncSession, run_id: uuid.UUID, holder: str) -> Run:
-        run = await RunRepository(session).get(run_id, for_update=True)
-        if (
-            run is None
-            or run.lease_owner != holder
-            or run.cancel_requested
-            or run.status not in LEASED_STATUSES
-        ):
-            await session.rollback()
-            raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
-        return run
-
-    async def record(self, run_id: uuid.UUID, holder: str, events: Sequence[TeamEvent]) -> None:
-        """Persist team events, and what they change on the run, in one transaction.
-
-        One conditional UPDATE both checks the lease and reserves the events' ``seq`` numbers,
-        so a batch costs a handful of statements however many events it holds.
+        ``status`` is the status this execution left the run in (required for a status change;
+        without it any leased status will do). One conditional UPDATE both checks the lease and
+        reserves the events' ``seq`` numbers, so a batch costs a handful of statements however
+        many events it holds. Each event's ``created_at`` is when it was queued (``emitted_at``:
+        for a team event, when the team emitted it), else the time of this write.
         """
+        now = utcnow()
+        emitted_at = list(emitted_at) if emitted_at is not None else [now] * len(items)
         values: dict[str, Any] = {}
         artifacts: list[ArtifactProduced] = []
-        for event in events:
-            if isinstance(event, PhaseStarted) and event.phase != "planning":
-                values["phase"] = event.phase
-            elif isinstance(event, PhaseFinished):
-                values["checkpoint"] = event.checkpoint
+        entries: list[tuple[JournalItem | str, dict[str, Any] | None, datetime]] = []
+        current = status
+        for item, at in zip(items, emitted_at, strict=True):
+            if isinstance(item, StatusChange):
+                if current is None:
+                    raise ValueError("a status change needs the run's current status")
+                values.update(item.values)
+                values.update(run_states.transition_values(current, item.status, at))
+                payload = {"status": item.status, "previous": current, **item.data}
+                entries.extend((kind, data, at) for kind, data in item.before)
+                entries.append(("run.status", payload, at))
+                if item.status in TERMINAL_EVENTS:
+                    entries.append((TERMINAL_EVENTS[item.status], payload, at))
+                entries.extend((kind, data, at) for kind, data in item.after)
+                current = item.status
+                continue
+            if isinstance(item, PhaseStarted) and item.phase != "planning":
+                values["phase"] = item.phase
+            elif isinstance(item, PhaseFinished):
+                values["checkpoint"] = item.checkpoint
                 for key in ("usage", "timings"):
-                    if key in event.checkpoint:
-                        values[key] = event.checkpoint[key]
-            elif isinstance(event, PlanReady):
-                values["plan"] = event.plan
-                values["complexity"] = event.plan.get("complexity")
-            elif isinstance(event, UsageUpdated):
-                values["usage"] = event.usage
-            elif isinstance(event, ArtifactProduced):
-                artifacts.append(event)
+                    if key in item.checkpoint:
+                        values[key] = item.checkpoint[key]
+            elif isinstance(item, PlanReady):
+                values["plan"] = item.plan
+                values["complexity"] = item.plan.get("complexity")
+            elif isinstance(item, UsageUpdated):
+                values["usage"] = item.usage
+            elif isinstance(item, ArtifactProduced):
+                artifacts.append(item)
+            entries.append((item, None, at))
         async with self.session_factory() as session:
-            now = utcnow()
             # The run row first (as every writer of a run locks it), then its artifacts.
             reserved = await RunRepository(session).update_leased(
-                run_id, holder, LEASED_STATUSES, values, reserve_events=len(events), now=now
+                run_id,
+                holder,
+                (status,) if status is not None else LEASED_STATUSES,
+                values,
+                reserve_events=len(entries),
+                now=now,
             )
             if reserved is None:
                 await session.rollback()
@@ -256,14 +309,18 @@ class RunExecutor:
                     run_id, artifact.name, artifact.media_type, artifact.content.encode(), now=now
                 )
                 artifact_data[id(artifact)] = asdict(summary)
-            items = [_journal_entry(event, artifact_data) for event in events]
-            # Which execution said it: after a lost lease the redo says it again under a new attempt.
-            items = [
-                (kind, {**data, "attempt": attempt}) if kind == "agent.message" else (kind, data) for kind, data in items
-            ]
-            for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, items, now=now):
+            rows = []
+            for item, data, _ in entries:
+                kind, data = (item, data) if isinstance(item, str) else _journal_entry(item, artifact_data)
+                # Which execution said it: after a lost lease the redo says it again under a new attempt.
+                rows.append((kind, {**data, "attempt": attempt} if kind == "agent.message" else data))
+            created = [at for _, _, at in entries]
+            for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, rows, created):
                 stage_committed_event(session, StreamEvent.from_row(row, task_id))
+            if current != status:
+                await TaskRepository(session).mirror_run_statuses([(task_id, run_id, current)])
             await session.commit()
+        return current
 
 
 def _journal_entry(event: TeamEvent, artifact_data: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -293,22 +350,28 @@ class _EventRecorder:
     Events are queued and written by one flusher task, so the team is not held up by the
     database and everything it emits between two awaits of real work (typically one LLM
     reply: message, usage, artifacts, phase end and the next phase's start) lands in one
-    transaction. Order is kept (one writer per run). A failed write (lease lost, database
-    error) is raised to the team at its next event, and by ``drain``, which the executor
-    awaits before every status change so the log never shows a status ahead of its events.
+    transaction, together with a status change the executor queued meanwhile. Order is kept
+    (one writer per run). A failed write (lease lost, database error) is raised to the team at
+    its next event, and by ``drain``, which the executor awaits before it lets the run go.
     """
 
-    def __init__(
-        self, executor: RunExecutor, run_id: uuid.UUID, task_id: uuid.UUID, holder: str, should_stop: Callable[[], bool]
-    ) -> None:
+    def __init__(self, executor: RunExecutor, claim: ClaimedRun, should_stop: Callable[[], bool]) -> None:
         self.executor = executor
-        self.run_id = run_id
-        self.task_id = task_id
-        self.holder = holder
+        self.run_id = claim.run_id
+        self.task_id = claim.task_id
+        self.holder = claim.holder
+        # The status this execution left the run in: every write requires it still.
+        self.status = claim.status
+        # The run's plan as stored: the claim's, until the team drafts another.
+        self.plan = claim.plan
         self.should_stop = should_stop
-        self._pending: list[TeamEvent] = []
+        # Each item with the moment it was queued (for a team event, when the team emitted it):
+        # its events' created_at, and where delivery latency starts.
+        self._pending: list[tuple[JournalItem, datetime]] = []
+        self._last_emitted = utcnow()
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._status_queued = False
 
     async def __call__(self, event: TeamEvent) -> None:
         if isinstance(event, AgentDelta):
@@ -316,19 +379,47 @@ class _EventRecorder:
             if self.executor.events is not None:
                 self.executor.events.publish_delta(self.run_id, self.task_id, _payload(event))
             return
-        self._raise_failure()
-        self._pending.append(event)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name=f"journal-{self.run_id}")
+        self._enqueue(event)
+        if isinstance(event, PlanReady):
+            self.plan = event.plan
+        if isinstance(event, PhaseStarted) and self._status_queued:
+            # A status change is stored before the phase that follows it asks the model
+            # anything, in one transaction with that phase's start.
+            await self.drain()
         if isinstance(event, PhaseFinished) and self.should_stop():
             # Stopping: the checkpoint just queued must be stored before the run is released.
             await self.drain()
             raise RunInterrupted(f"stopping after phase {event.phase}")
 
+    def change_status(self, change: StatusChange) -> None:
+        """Queue a status change behind the events before it; it is stored by the next phase's
+        start at the latest (``drain`` to wait for it)."""
+        self._enqueue(change)
+        self._status_queued = True
+
+    async def fail(self, code: str, message: str, team: TeamEngine | None = None) -> None:
+        logger.warning("run %s failed: %s: %s", self.run_id, code, message)
+        values: dict[str, Any] = {"error_code": code, "error_message": message}
+        if team is not None:
+            values.update(usage=team.usage(), timings=team.timings())
+        self.change_status(
+            StatusChange(run_states.FAILED, values, data={"error": {"code": code, "message": message}})
+        )
+        await self.drain()
+
+    def _enqueue(self, item: JournalItem) -> None:
+        self._raise_failure()
+        # Never earlier than the item before it, whatever the wall clock does.
+        self._last_emitted = max(utcnow(), self._last_emitted)
+        self._pending.append((item, self._last_emitted))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"journal-{self.run_id}")
+
     async def drain(self) -> None:
-        """Wait until every queued event is stored; raise what made a write fail."""
+        """Wait until every queued item is stored; raise what made a write fail."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
+        self._status_queued = False
         self._raise_failure()
 
     def close(self) -> None:
@@ -341,7 +432,13 @@ class _EventRecorder:
         while self._pending and self._failure is None:
             batch, self._pending = self._pending, []
             try:
-                await self.executor.record(self.run_id, self.holder, batch)
+                self.status = await self.executor.record(
+                    self.run_id,
+                    self.holder,
+                    [item for item, _ in batch],
+                    [emitted for _, emitted in batch],
+                    status=self.status,
+                )
             except Exception as exc:
                 self._failure = exc
                 self._pending.clear()

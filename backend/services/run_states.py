@@ -11,6 +11,9 @@ any non-terminal -> cancelled
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from backend.db.models import Run
 from backend.db.types import utcnow
 from backend.errors import ConflictError
@@ -43,6 +46,24 @@ def can_transition(current: str, new: str) -> bool:
     return new in ALLOWED_TRANSITIONS.get(current, frozenset())
 
 
+def transition_values(current: str, new_status: str, now: datetime) -> dict[str, Any]:
+    """The columns a change from ``current`` to ``new_status`` sets (``version`` aside), or
+    ``ConflictError`` naming the current status. One place for what a status change means, for
+    the ORM path (``transition``) and the runner's single-statement writes alike."""
+    if not can_transition(current, new_status):
+        raise ConflictError(
+            f"the run is {current}; it cannot become {new_status}", extra={"current_status": current}
+        )
+    values: dict[str, Any] = {"status": new_status, "updated_at": now}
+    if current == AWAITING_APPROVAL:
+        values["approval_expires_at"] = None
+    if new_status == QUEUED:
+        values["queued_at"] = now
+    if new_status in TERMINAL_STATUSES:
+        values.update(finished_at=now, lease_owner=None, lease_expires_at=None, approval_expires_at=None)
+    return values
+
+
 def transition(run: Run, new_status: str) -> None:
     """Move ``run`` to ``new_status`` or raise ``ConflictError`` naming the current status."""
     if not can_transition(run.status, new_status):
@@ -50,16 +71,6 @@ def transition(run: Run, new_status: str) -> None:
             f"run {run.id} is {run.status}; it cannot become {new_status}",
             extra={"current_status": run.status},
         )
-    now = utcnow()
-    if run.status == AWAITING_APPROVAL:
-        run.approval_expires_at = None
-    run.status = new_status
-    run.updated_at = now
+    for column, value in transition_values(run.status, new_status, utcnow()).items():
+        setattr(run, column, value)
     run.version += 1
-    if new_status == QUEUED:
-        run.queued_at = now
-    if new_status in TERMINAL_STATUSES:
-        run.finished_at = now
-        run.lease_owner = None
-        run.lease_expires_at = None
-        run.approval_expires_at = None

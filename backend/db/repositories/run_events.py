@@ -29,23 +29,45 @@ class RunEventRepository:
         return event
 
     async def insert_reserved(
-        self, run_id: uuid.UUID, first_seq: int, items: Sequence[tuple[str, dict[str, Any]]], *, now: datetime
+        self,
+        run_id: uuid.UUID,
+        first_seq: int,
+        items: Sequence[tuple[str, dict[str, Any]]],
+        created_at: Sequence[datetime],
     ) -> list[RunEvent]:
         """Insert events under ``seq`` numbers already reserved on the run row
-        (``RunRepository.update_leased``), in one statement."""
+        (``RunRepository.update_leased``), in one statement; ``created_at`` is one per item."""
         events = [
-            RunEvent(run_id=run_id, seq=first_seq + index, type=event_type, data=data, created_at=now)
-            for index, (event_type, data) in enumerate(items)
+            RunEvent(run_id=run_id, seq=first_seq + index, type=event_type, data=data, created_at=at)
+            for index, ((event_type, data), at) in enumerate(zip(items, created_at, strict=True))
         ]
         if events:
             await self.session.execute(
                 insert(RunEvent),
                 [
-                    {"run_id": run_id, "seq": event.seq, "type": event.type, "data": event.data, "created_at": now}
+                    {
+                        "run_id": run_id,
+                        "seq": event.seq,
+                        "type": event.type,
+                        "data": event.data,
+                        "created_at": event.created_at,
+                    }
                     for event in events
                 ],
             )
         return events
+
+    async def insert_numbered(self, events: Sequence[RunEvent]) -> None:
+        """Insert events (of any runs) whose ``seq`` the caller took from the runs' locked
+        counters, in one statement; the objects stay plain values (no ORM tracking)."""
+        if events:
+            await self.session.execute(
+                insert(RunEvent),
+                [
+                    {"run_id": e.run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
+                    for e in events
+                ],
+            )
 
     async def list_after(self, run_id: uuid.UUID, after: int, limit: int) -> Sequence[RunEvent]:
         rows = await self.session.scalars(

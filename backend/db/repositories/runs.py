@@ -7,10 +7,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Row, Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.models import Run
+from backend.db.models import Run, Task
 
 
 class RunRepository:
@@ -66,24 +66,49 @@ class RunRepository:
             or 0
         )
 
-    async def lock_next_queued(self, limit: int = 1) -> Sequence[Run]:
-        """The oldest claimable queued runs, row-locked (PostgreSQL skips rows others hold).
+    async def lock_next_queued(self, limit: int = 1) -> Sequence[Row[Any]]:
+        """The oldest claimable queued runs, row-locked (PostgreSQL skips rows others hold), with
+        what their execution reads of the run and its task (``claim_statement``).
 
         On SQLite the surrounding ``BEGIN IMMEDIATE`` transaction is the lock.
         """
-        rows = await self.session.scalars(self.claim_statement(limit))
-        return rows.all()
+        return (await self.session.execute(self.claim_statement(limit))).all()
 
     @staticmethod
-    def claim_statement(limit: int) -> Select[tuple[Run]]:
+    def claim_statement(limit: int) -> Select[Any]:
         # ix_runs_status_queued_at yields the queued rows already in claim order, so the claim
         # reads ``limit`` index entries however many finished or queued runs the table holds.
+        # The task's columns come along so the execution starts without reading anything.
         return (
-            select(Run)
+            select(
+                Run.id, Run.task_id, Run.status, Run.pending_action, Run.attempt, Run.checkpoint,
+                Run.feedback, Run.overrides, Run.plan, Run.next_event_seq, Task.title, Task.description, Task.config,
+            )
+            .join(Task, Task.id == Run.task_id)
             .where(Run.status == "queued", Run.cancel_requested.is_(False))
             .order_by(Run.queued_at, Run.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=Run, skip_locked=True)
+        )
+
+    async def lease_claimed(self, claims: Sequence[dict[str, Any]], *, until: datetime, now: datetime) -> None:
+        """Write the claims of rows ``lock_next_queued`` returned, one statement for all of them:
+        each item is ``{"claimed": run id, "holder": lease holder, "new_status": status}``, and
+        each run's status event takes the next number of its counter."""
+        runs = Run.__table__.c
+        await self.session.execute(
+            update(Run.__table__)
+            .where(runs.id == bindparam("claimed"))
+            .values(
+                status=bindparam("new_status"),
+                lease_owner=bindparam("holder"),
+                lease_expires_at=until,
+                started_at=func.coalesce(runs.started_at, now),
+                next_event_seq=runs.next_event_seq + 1,
+                updated_at=now,
+                version=runs.version + 1,
+            ),
+            list(claims),
         )
 
     async def update_leased(
@@ -96,9 +121,9 @@ class RunRepository:
         reserve_events: int,
         now: datetime,
     ) -> tuple[int, uuid.UUID, int] | None:
-        """Apply ``values`` to a run whose lease ``holder`` (one claim) still holds and reserve
-        ``reserve_events`` event numbers, in one statement (the row lock serialises event
-        writers of the run).
+        """Apply ``values`` to a run whose lease ``holder`` (one claim) still holds while it is in
+        one of ``statuses``, and reserve ``reserve_events`` event numbers, in one statement (the
+        row lock serialises event writers of the run).
 
         Returns ``(first reserved seq, task id, attempt)``, or None when the lease is gone: the run was
         cancelled, reaped, finished, or claimed again (by anyone, this process included).
@@ -113,10 +138,12 @@ class RunRepository:
                     Run.status.in_(list(statuses)),
                 )
                 .values(
-                    next_event_seq=Run.next_event_seq + reserve_events,
-                    version=Run.version + 1,
-                    updated_at=now,
-                    **values,
+                    {
+                        "updated_at": now,
+                        **values,
+                        "next_event_seq": Run.next_event_seq + reserve_events,
+                        "version": Run.version + 1,
+                    }
                 )
                 .returning(Run.next_event_seq - reserve_events, Run.task_id, Run.attempt)
                 .execution_options(synchronize_session=False)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, Integer, Result, Select, bindparam, func, insert, or_, select
+from sqlalchemy import Column, Integer, Result, Select, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.models import Run, Task
@@ -123,3 +123,39 @@ class TaskRepository:
             select(Run).where(Run.task_id == task_id, Run.status.in_(list(statuses))).order_by(Run.number)
         )
         return rows.all()
+
+    async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
+        """``(task id, run id, new status)`` per run, one statement for all: what
+        ``run_journal.mirror_run_on_task`` does on an ORM task, for the runner's writes."""
+        await self.session.execute(
+            MIRROR_RUN_STATUS,
+            [
+                {
+                    "mirrored_task": task_id,
+                    "mirrored_run": run_id,
+                    "run_status": status,
+                    "completed": int(status == "completed"),
+                    "failed": int(status == "failed"),
+                }
+                for task_id, run_id, status in changes
+            ],
+        )
+
+
+def _mirror_run_status() -> Any:
+    tasks = Task.__table__.c
+    latest = tasks.last_run_id == bindparam("mirrored_run", type_=tasks.last_run_id.type)
+    status = bindparam("run_status", type_=tasks.status.type)
+    return (
+        update(Task.__table__)
+        .where(tasks.id == bindparam("mirrored_task", type_=tasks.id.type))
+        .values(
+            status=case((latest, status), else_=tasks.status),
+            last_run_status=case((latest, status), else_=tasks.last_run_status),
+            successful_runs=tasks.successful_runs + bindparam("completed", type_=Integer),
+            failed_runs=tasks.failed_runs + bindparam("failed", type_=Integer),
+        )
+    )
+
+
+MIRROR_RUN_STATUS = _mirror_run_status()

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from backend.db.engine import create_engine, create_session_factory
 from backend.db.models import Artifact, Run, RunEvent, Task
 from backend.db.types import utcnow
-from backend.services.run_execution import LeaseLostError, RunExecutor, _EventRecorder
+from backend.services.run_execution import ClaimedRun, LeaseLostError, RunExecutor, _EventRecorder
 from backend.services.team_provider import MGXTeamProvider
 from tests.conftest import make_settings
 
@@ -47,7 +47,8 @@ def recorder_for(
 ) -> _EventRecorder:
     provider = MGXTeamProvider(make_settings(database_url))
     executor = RunExecutor(session_factory, provider, approval_ttl_seconds=60)
-    return _EventRecorder(executor, run_id, task_id, OWNER, should_stop=lambda: False)
+    claim = ClaimedRun(run_id, OWNER, task_id, status="running", action="execute")
+    return _EventRecorder(executor, claim, should_stop=lambda: False)
 
 
 def phase_burst(phase: str) -> list:
