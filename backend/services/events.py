@@ -112,6 +112,14 @@ def stage_committed_event(session: AsyncSession, event: StreamEvent) -> None:
     session.info.setdefault(_STAGED, []).append(event)
 
 
+def publish_committed(session_factory: async_sessionmaker[AsyncSession], events: list[StreamEvent]) -> None:
+    """Publish events a Core transaction (no session) committed, as the session hook does."""
+    broadcaster = session_factory.kw.get("info", {}).get(_BROADCASTER)
+    if events and broadcaster is not None:
+        broadcaster.publish(events)
+        broadcaster.notify_commit_observers(events)
+
+
 @orm_event.listens_for(Session, "after_commit")
 def _publish_after_commit(session: Session) -> None:
     staged = session.info.pop(_STAGED, None)
@@ -202,8 +210,12 @@ class Subscription:
                 return batch
             if self.closed:
                 break
+            if idle_timeout is None:
+                await self._wake.wait()  # the live path of every subscriber: no timer, no wrapper
+                continue
             try:
-                await asyncio.wait_for(self._wake.wait(), idle_timeout)
+                async with asyncio.timeout(idle_timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 return []
         return None

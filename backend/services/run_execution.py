@@ -48,7 +48,7 @@ from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
-from backend.services.events import EventBroadcaster, StreamEvent, stage_committed_event
+from backend.services.events import EventBroadcaster, StreamEvent, publish_committed
 from backend.services.run_journal import TERMINAL_EVENTS
 from backend.services.runs import EXECUTE, PLAN, REPLAN
 from backend.services.team_provider import MGXTeamProvider
@@ -289,9 +289,11 @@ class RunExecutor:
             elif isinstance(item, ArtifactProduced):
                 artifacts.append(item)
             entries.append((item, None, at))
-        async with self.session_factory() as session:
+        committed: list[StreamEvent] = []
+        # A Core transaction on a connection: these rows are only written, never loaded.
+        async with self.session_factory.kw["bind"].begin() as connection:
             # The run row first (as every writer of a run locks it), then its artifacts.
-            reserved = await RunRepository(session).update_leased(
+            reserved = await RunRepository(connection).update_leased(
                 run_id,
                 holder,
                 (status,) if status is not None else LEASED_STATUSES,
@@ -299,13 +301,12 @@ class RunExecutor:
                 reserve_events=len(entries),
                 now=now,
             )
-            if reserved is None:
-                await session.rollback()
+            if reserved is None:  # leaving the block rolls the transaction back
                 raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
             first_seq, task_id, attempt = reserved
             artifact_data = {}
             for artifact in artifacts:
-                summary = await ArtifactRepository(session).save(
+                summary = await ArtifactRepository(connection).save(
                     run_id, artifact.name, artifact.media_type, artifact.content.encode(), now=now
                 )
                 artifact_data[id(artifact)] = asdict(summary)
@@ -315,11 +316,11 @@ class RunExecutor:
                 # Which execution said it: after a lost lease the redo says it again under a new attempt.
                 rows.append((kind, {**data, "attempt": attempt} if kind == "agent.message" else data))
             created = [at for _, _, at in entries]
-            for row in await RunEventRepository(session).insert_reserved(run_id, first_seq, rows, created):
-                stage_committed_event(session, StreamEvent.from_row(row, task_id))
+            for row in await RunEventRepository(connection).insert_reserved(run_id, first_seq, rows, created):
+                committed.append(StreamEvent.from_row(row, task_id))
             if current != status:
-                await TaskRepository(session).mirror_run_statuses([(task_id, run_id, current)])
-            await session.commit()
+                await TaskRepository(connection).mirror_run_statuses([(task_id, run_id, current)])
+        publish_committed(self.session_factory, committed)
         return current
 
 

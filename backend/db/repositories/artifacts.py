@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import defer
 
 from backend.db.models import Artifact
@@ -43,11 +45,8 @@ class ArtifactRepository:
             "sha256": summary.sha256,
             "created_at": now or utcnow(),
         }
-        dialect_insert = postgresql_insert if self.session.bind.dialect.name == "postgresql" else sqlite_insert
-        statement = dialect_insert(Artifact).values(run_id=run_id, name=name, **values)
-        await self.session.execute(
-            statement.on_conflict_do_update(index_elements=[Artifact.run_id, Artifact.name], set_=values)
-        )
+        dialect = self.session.dialect if isinstance(self.session, AsyncConnection) else self.session.bind.dialect
+        await self.session.execute(_upsert(dialect.name), {"run_id": run_id, "name": name, **values})
         return summary
 
     async def list(self, run_id: uuid.UUID) -> Sequence[Artifact]:
@@ -65,3 +64,15 @@ class ArtifactRepository:
 
     async def get(self, run_id: uuid.UUID, name: str) -> Artifact | None:
         return await self.session.scalar(select(Artifact).where(Artifact.run_id == run_id, Artifact.name == name))
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The artifact upsert for one dialect, built once, on the table (rows only written here)."""
+    table = Artifact.__table__
+    dialect_insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = dialect_insert(table)
+    replaced = ("media_type", "content", "size", "sha256", "created_at")
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.name], set_={column: statement.excluded[column] for column in replaced}
+    )

@@ -14,6 +14,10 @@ from backend.db.models import Run, RunEvent
 from backend.db.types import utcnow
 
 
+# On the table, not the entity: the rows are only written, so no ORM bulk-insert machinery.
+INSERT_EVENT = insert(RunEvent.__table__)
+
+
 class RunEventRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -41,20 +45,7 @@ class RunEventRepository:
             RunEvent(run_id=run_id, seq=first_seq + index, type=event_type, data=data, created_at=at)
             for index, ((event_type, data), at) in enumerate(zip(items, created_at, strict=True))
         ]
-        if events:
-            await self.session.execute(
-                insert(RunEvent),
-                [
-                    {
-                        "run_id": run_id,
-                        "seq": event.seq,
-                        "type": event.type,
-                        "data": event.data,
-                        "created_at": event.created_at,
-                    }
-                    for event in events
-                ],
-            )
+        await self.insert_numbered(events)
         return events
 
     async def insert_numbered(self, events: Sequence[RunEvent]) -> None:
@@ -62,7 +53,7 @@ class RunEventRepository:
         counters, in one statement; the objects stay plain values (no ORM tracking)."""
         if events:
             await self.session.execute(
-                insert(RunEvent),
+                INSERT_EVENT,
                 [
                     {"run_id": e.run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
                     for e in events

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, select, update
+from sqlalchemy import Integer, Row, Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run, Task
@@ -128,27 +129,11 @@ class RunRepository:
         Returns ``(first reserved seq, task id, attempt)``, or None when the lease is gone: the run was
         cancelled, reaped, finished, or claimed again (by anyone, this process included).
         """
-        row = (
-            await self.session.execute(
-                update(Run)
-                .where(
-                    Run.id == run_id,
-                    Run.lease_owner == holder,
-                    Run.cancel_requested.is_(False),
-                    Run.status.in_(list(statuses)),
-                )
-                .values(
-                    {
-                        "updated_at": now,
-                        **values,
-                        "next_event_seq": Run.next_event_seq + reserve_events,
-                        "version": Run.version + 1,
-                    }
-                )
-                .returning(Run.next_event_seq - reserve_events, Run.task_id, Run.attempt)
-                .execution_options(synchronize_session=False)
-            )
-        ).first()
+        statement = _leased_update(frozenset(values), len(statuses))
+        params = {f"set_{column}": value for column, value in values.items()}
+        params.update({f"status_{index}": status for index, status in enumerate(statuses)})
+        params.update(run=run_id, holder=holder, reserve=reserve_events, now=now)
+        row = (await self.session.execute(statement, params)).first()
         return None if row is None else (int(row[0]), row[1], int(row[2]))
 
     async def extend_leases(self, holders: dict[uuid.UUID, str], until: datetime) -> set[str]:
@@ -199,3 +184,25 @@ class RunRepository:
             select(func.count()).select_from(Run).where(Run.status.in_(["planning", "running"]))
         )
         return int(queued or 0), int(running or 0), oldest
+
+
+@functools.cache
+def _leased_update(columns: frozenset[str], statuses: int) -> Any:
+    """The journal's conditional UPDATE for one set of columns, built once (a Core statement on
+    the table with bound parameters: no ORM bulk-update machinery, no statement built per write)."""
+    runs = Run.__table__.c
+    reserve = bindparam("reserve", type_=Integer)
+    values: dict[str, Any] = {column: bindparam(f"set_{column}", type_=runs[column].type) for column in columns}
+    values.setdefault("updated_at", bindparam("now", type_=runs.updated_at.type))
+    values.update(next_event_seq=runs.next_event_seq + reserve, version=runs.version + 1)
+    return (
+        update(Run.__table__)
+        .where(
+            runs.id == bindparam("run", type_=runs.id.type),
+            runs.lease_owner == bindparam("holder", type_=runs.lease_owner.type),
+            runs.cancel_requested.is_(False),
+            runs.status.in_([bindparam(f"status_{index}", type_=runs.status.type) for index in range(statuses)]),
+        )
+        .values(values)
+        .returning(runs.next_event_seq - reserve, runs.task_id, runs.attempt)
+    )
