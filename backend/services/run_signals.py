@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 logger = logging.getLogger("backend.runner")
 
@@ -36,14 +36,15 @@ class RunSignals:
 
     # Sending (inside the caller's transaction)
 
-    async def announce_queued(self, session: AsyncSession) -> None:
+    async def announce_queued(self, session: AsyncSession | AsyncConnection) -> None:
         await self._notify(session, "queued")
 
     async def announce_cancelled(self, session: AsyncSession, run_id: uuid.UUID) -> None:
         await self._notify(session, f"cancel:{run_id}")
 
-    async def _notify(self, session: AsyncSession, payload: str) -> None:
-        if session.bind.dialect.name == "postgresql":
+    async def _notify(self, session: AsyncSession | AsyncConnection, payload: str) -> None:
+        dialect = session.dialect if isinstance(session, AsyncConnection) else session.bind.dialect
+        if dialect.name == "postgresql":
             await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
 
     # Receiving

@@ -18,7 +18,8 @@ from backend.db.engine import Database
 from backend.db.models import Artifact, Run, RunEvent, Task
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.run_events import RunEventRepository
-from backend.db.repositories.runs import RunRepository
+from backend.db.repositories.runs import RunRepository, new_run_row
+from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
 from backend.errors import ConflictError, NotFoundError
 from backend.schemas.runs import ArtifactRead, RunApprove, RunCreate, RunRead, RunReject, RunUpdate
@@ -26,6 +27,7 @@ from backend.services import run_states
 from backend.services.etags import ensure_if_match
 from backend.services.idempotency import CreatedResource, claim_creation
 from backend.services.run_archive import RunArchive, zip_artifacts
+from backend.services.events import StreamEvent, publish_committed
 from backend.services.run_journal import change_status, record_event
 from backend.services.run_signals import RunSignals
 
@@ -120,9 +122,11 @@ class RunService:
     # Creating and editing
 
     async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
-        async with self.database.session() as session:
+        """One Core transaction: the run row, its first event and the task's counters are only
+        written, so no ORM object is built for them."""
+        async with self.database.writing() as connection:
             claim = await claim_creation(
-                await session.connection(),
+                connection,
                 ttl_seconds=self.idempotency_ttl_seconds,
                 scope=idempotency_scope(CREATE_SCOPE, self.principal),
                 key=idempotency_key,
@@ -130,13 +134,13 @@ class RunService:
             )
             if isinstance(claim, CreatedResource):
                 return claim
-            runs = RunRepository(session)
-            task = await session.get(Task, data.task_id, with_for_update=True)
+            runs = RunRepository(connection)
+            task = await runs.lock_task_for_new_run(data.task_id)
             if task is None or not can_see(self.principal, task.owner):
                 raise NotFoundError(f"task {data.task_id} does not exist")
             overrides = data.overrides.stored()
-            concurrent = {**task.config, **overrides}.get("allow_concurrent_runs", False)
-            active = await runs.count_active_for_task(task.id, run_states.ACTIVE_STATUSES)
+            concurrent = {**(task.config or {}), **overrides}.get("allow_concurrent_runs", False)
+            active, highest = await runs.task_run_counts(task.id, sorted(run_states.ACTIVE_STATUSES))
             if active and not concurrent:
                 raise ConflictError(
                     f"task {task.id} already has an active run; wait for it, cancel it, "
@@ -144,32 +148,33 @@ class RunService:
                     extra={"task_id": str(task.id)},
                 )
             now = utcnow()
-            run = await runs.add(
-                Run(
-                    task_id=task.id,
-                    number=await runs.next_number(task.id),
-                    owner=owner_of_new(self.principal),
-                    status=run_states.QUEUED,
-                    pending_action=PLAN,
-                    overrides=overrides,
-                    label=data.label,
-                    notes=data.notes,
-                    created_at=now,
-                    queued_at=now,
-                    updated_at=now,
-                )
+            row = new_run_row(
+                task_id=task.id,
+                number=highest + 1,
+                owner=owner_of_new(self.principal),
+                status=run_states.QUEUED,
+                pending_action=PLAN,
+                overrides=overrides,
+                label=data.label,
+                notes=data.notes,
+                next_event_seq=2,
+                created_at=now,
+                queued_at=now,
+                updated_at=now,
             )
-            task.total_runs += 1
-            task.last_run_id = run.id
-            task.last_run_at = now
-            task.last_run_status = task.status = run.status
-            await record_event(session, run, "run.created", {"task_id": str(task.id), "number": run.number})
-            await self.signals.announce_queued(session)
-            body = run_read(run).model_dump(mode="json")
-            location = run_location(run.id)
+            await runs.insert(row)
+            event = RunEvent(
+                run_id=row["id"], seq=1, type="run.created", data={"task_id": str(task.id), "number": row["number"]},
+                created_at=now,
+            )
+            await RunEventRepository(connection).insert_numbered([event])
+            await TaskRepository(connection).record_new_run(task.id, row["id"], run_states.QUEUED, now)
+            await self.signals.announce_queued(connection)
+            body = RunRead.model_validate({**row, "error": None}).model_dump(mode="json")
+            location = run_location(row["id"])
             if claim is not None:
                 await claim.complete(201, body, location)
-            await session.commit()
+        publish_committed(self.database.sessions, [StreamEvent.from_row(event, task.id)])
         self.signals.deliver("queued")
         return CreatedResource(body, location, replayed=False)
 

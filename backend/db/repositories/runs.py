@@ -8,10 +8,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Row, Select, bindparam, func, select, update
+from sqlalchemy import Integer, Row, Select, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Run, Task
+from backend.db.types import column_default
 
 
 class RunRepository:
@@ -49,6 +50,22 @@ class RunRepository:
     async def next_number(self, task_id: uuid.UUID) -> int:
         highest = await self.session.scalar(select(func.max(Run.number)).where(Run.task_id == task_id))
         return int(highest or 0) + 1
+
+    async def lock_task_for_new_run(self, task_id: uuid.UUID) -> Row[Any] | None:
+        """The task's owner and config, row-locked until the transaction ends so creations on one
+        task are serialised (on SQLite ``BEGIN IMMEDIATE`` is the lock)."""
+        return (await self.session.execute(LOCK_TASK_FOR_RUN, {"task_id": task_id})).first()
+
+    async def task_run_counts(self, task_id: uuid.UUID, active: Collection[str]) -> tuple[int, int]:
+        """(runs of the task in an ``active`` status, highest run number), in one statement; read
+        after ``lock_task_for_new_run`` so it sees every run committed before the lock."""
+        params = {"task_id": task_id, **{f"active_{index}": status for index, status in enumerate(active)}}
+        active_count, highest = (await self.session.execute(_task_run_counts(len(active)), params)).one()
+        return int(active_count or 0), int(highest or 0)
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        """Insert a complete row (``new_run_row``) as one Core statement."""
+        await self.session.execute(INSERT_RUN, row)
 
     async def add(self, run: Run) -> Run:
         self.session.add(run)
@@ -206,3 +223,26 @@ def _leased_update(columns: frozenset[str], statuses: int) -> Any:
         .values(values)
         .returning(runs.next_event_seq - reserve, runs.task_id, runs.attempt)
     )
+
+
+LOCK_TASK_FOR_RUN = (
+    select(Task.id, Task.owner, Task.config).where(Task.id == bindparam("task_id")).with_for_update()
+)
+INSERT_RUN = Run.__table__.insert()
+
+
+@functools.cache
+def _task_run_counts(active: int) -> Any:
+    runs = Run.__table__.c
+    statuses = [bindparam(f"active_{index}", type_=runs.status.type) for index in range(active)]
+    return select(func.count(case((runs.status.in_(statuses), 1))), func.max(runs.number)).where(
+        runs.task_id == bindparam("task_id", type_=runs.task_id.type)
+    )
+
+
+_RUN_DEFAULTS = {column.key: column_default(column) for column in Run.__table__.columns}
+
+
+def new_run_row(**values: Any) -> dict[str, Any]:
+    """Every column of a new run: ``values``, and the table's Python-side defaults for the rest."""
+    return {key: values[key] if key in values else default() for key, default in _RUN_DEFAULTS.items()}

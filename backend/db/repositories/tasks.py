@@ -7,10 +7,11 @@ from collections.abc import Callable, Collection, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, Integer, Result, Select, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Integer, Result, Select, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.models import Run, Task
+from backend.db.types import column_default
 
 
 def _like_pattern(text: str) -> str:
@@ -57,17 +58,7 @@ def _as_dicts(result: Result[Any]) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
-def _column_default(column: Column[Any]) -> Callable[[], Any]:
-    """A column's Python-side default as a function of nothing (None where there is none)."""
-    default = column.default
-    if default is None:
-        return lambda: None
-    if default.is_callable:
-        return lambda: default.arg(None)  # type: ignore[attr-defined]
-    return lambda: default.arg  # type: ignore[attr-defined]
-
-
-_DEFAULTS = {column.key: _column_default(column) for column in TASK_COLUMNS}
+_DEFAULTS = {column.key: column_default(column) for column in TASK_COLUMNS}
 
 
 def new_task_row(**values: Any) -> dict[str, Any]:
@@ -124,6 +115,12 @@ class TaskRepository:
         )
         return rows.all()
 
+    async def record_new_run(self, task_id: uuid.UUID, run_id: uuid.UUID, status: str, now: Any) -> None:
+        """The task's side of a run's creation: counted, and its latest run."""
+        await self.session.execute(
+            RECORD_NEW_RUN, {"task_id": task_id, "run_id": run_id, "run_status": status, "now": now}
+        )
+
     async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
         """``(task id, run id, new status)`` per run, one statement for all: what
         ``run_journal.mirror_run_on_task`` does on an ORM task, for the runner's writes."""
@@ -159,3 +156,14 @@ def _mirror_run_status() -> Any:
 
 
 MIRROR_RUN_STATUS = _mirror_run_status()
+RECORD_NEW_RUN = (
+    update(Task.__table__)
+    .where(Task.__table__.c.id == bindparam("task_id", type_=Task.__table__.c.id.type))
+    .values(
+        total_runs=Task.__table__.c.total_runs + 1,
+        last_run_id=bindparam("run_id", type_=Task.__table__.c.last_run_id.type),
+        last_run_at=bindparam("now", type_=Task.__table__.c.last_run_at.type),
+        last_run_status=bindparam("run_status", type_=Task.__table__.c.status.type),
+        status=bindparam("run_status", type_=Task.__table__.c.status.type),
+    )
+)
