@@ -8,8 +8,9 @@ counted twice or for work that did not stick:
 - ``run.phase`` (finished) -> phase duration;
 - ``agent.message`` carrying its ``llm`` call -> LLM calls, tokens and cost by model and role,
   and cache hits and misses;
-- a terminal event -> the run's duration, from its creation (read from the database in the
-  background: the event knows when the run ended, not when it began).
+- a terminal event -> the run's duration, from its creation: remembered from the run's
+  ``run.created`` event when this process committed it, else read from the database in the
+  background (the terminal event knows when the run ended, not when it began).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,12 +42,16 @@ logger = logging.getLogger("backend.metrics")
 # How long a scrape waits for durations still being read, and a scrape for the database gauges.
 FLUSH_TIMEOUT_SECONDS = 2.0
 READ_TIMEOUT_SECONDS = 2.0
+# Creation times remembered for runs created here (oldest forgotten first): a run that outlives
+# this many newer creations is read back instead.
+REMEMBERED_CREATIONS = 10_000
 
 
 class RunMetricsRecorder:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self.session_factory = session_factory
         self._pending: set[asyncio.Task[None]] = set()
+        self._created: OrderedDict[uuid.UUID, datetime] = OrderedDict()
 
     def observe(self, events: Sequence[StreamEvent]) -> None:
         """Count one committed batch. Runs inside the commit: cheap, never raises, never waits."""
@@ -56,8 +62,16 @@ class RunMetricsRecorder:
                     metrics.PHASE_DURATION.labels(str(event.data["phase"])).observe(float(event.data["seconds"]))
                 elif event.type == "agent.message" and event.data.get("llm"):
                     observe_llm_call(str(event.data.get("role")), event.data["llm"])
+                elif event.type == "run.created":
+                    self._created[event.run_id] = event.created_at
+                    if len(self._created) > REMEMBERED_CREATIONS:
+                        self._created.popitem(last=False)
                 elif event.terminal:
-                    finished.append((event.run_id, event.data["status"], event.created_at))
+                    created = self._created.pop(event.run_id, None)
+                    if created is None:
+                        finished.append((event.run_id, event.data["status"], event.created_at))
+                    else:
+                        observe_run_duration(event.data["status"], created, event.created_at)
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 logger.warning("run metrics: ignoring a malformed %s event: %s", event.type, exc)
         if finished:
@@ -82,7 +96,7 @@ class RunMetricsRecorder:
             return
         for run_id, status, ended_at in finished:
             if run_id in created:  # deleted in the meantime otherwise
-                metrics.RUN_DURATION.labels(status).observe(max((ended_at - created[run_id]).total_seconds(), 0.0))
+                observe_run_duration(status, created[run_id], ended_at)
 
     async def flush(self) -> None:
         """Wait for the durations still being read (a scrape right after a run ends shows it)."""
@@ -95,6 +109,10 @@ class RunMetricsRecorder:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def observe_run_duration(status: str, created_at: datetime, ended_at: datetime) -> None:
+    metrics.RUN_DURATION.labels(status).observe(max((ended_at - created_at).total_seconds(), 0.0))
 
 
 def observe_llm_call(role: str, call: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,19 @@ async def test_a_malformed_event_is_skipped_and_the_rest_counted(caplog: pytest.
     assert sample("mgx_run_phase_duration_seconds_count", phase=phase) == 1
     assert sample("mgx_run_phase_duration_seconds_sum", phase=phase) == 1.5
     assert "malformed run.phase" in caplog.text
+
+
+async def test_a_run_created_here_is_timed_from_its_creation_event_without_reading_the_database() -> None:
+    # No session factory: a read back would fail and leave no observation.
+    recorder = RunMetricsRecorder(session_factory=None)  # type: ignore[arg-type]
+    run_id, task_id, created = uuid.uuid4(), uuid.uuid4(), utcnow()
+    before = sample("mgx_run_duration_seconds_sum", status="completed")
+    count = sample("mgx_run_duration_seconds_count", status="completed")
+    recorder.observe([StreamEvent(run_id, task_id, 1, "run.created", {"number": 1}, created)])
+    ended = StreamEvent(
+        run_id, task_id, 9, "run.completed", {"status": "completed"}, created + timedelta(seconds=2.5)
+    )
+    recorder.observe([ended])
+    assert not recorder._pending  # nothing scheduled to read
+    assert sample("mgx_run_duration_seconds_count", status="completed") == count + 1
+    assert sample("mgx_run_duration_seconds_sum", status="completed") == pytest.approx(before + 2.5)
