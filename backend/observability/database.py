@@ -32,6 +32,16 @@ def _on_begin(*_: Any) -> None:
     _TRANSACTIONS[_source()].inc()
 
 
+def count_statements(count: int) -> None:
+    """Count statements sent past the engine (straight through the driver)."""
+    _STATEMENTS[_source()].inc(count)
+
+
+def count_transaction() -> None:
+    """Count a transaction begun past the engine (straight through the driver)."""
+    _TRANSACTIONS[_source()].inc()
+
+
 def count_database_work(engine: AsyncEngine) -> None:
     """Count ``engine``'s statements and transactions in ``mgx_db_statements`` and
     ``mgx_db_transactions``."""

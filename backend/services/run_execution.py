@@ -41,10 +41,8 @@ from mgx_agent.team import TeamResult
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.repositories.artifacts import ArtifactRepository
-from backend.db.repositories.run_events import RunEventRepository
-from backend.db.repositories.runs import RunRepository
-from backend.db.repositories.tasks import TaskRepository
+from backend.db.models import RunEvent
+from backend.db.repositories.journal import journal_transaction
 from backend.db.types import utcnow
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
@@ -290,10 +288,9 @@ class RunExecutor:
                 artifacts.append(item)
             entries.append((item, None, at))
         committed: list[StreamEvent] = []
-        # A Core transaction on a connection: these rows are only written, never loaded.
-        async with self.session_factory.kw["bind"].begin() as connection:
+        async with journal_transaction(self.session_factory.kw["bind"]) as journal:
             # The run row first (as every writer of a run locks it), then its artifacts.
-            reserved = await RunRepository(connection).update_leased(
+            reserved = await journal.update_leased(
                 run_id,
                 holder,
                 (status,) if status is not None else LEASED_STATUSES,
@@ -306,20 +303,21 @@ class RunExecutor:
             first_seq, task_id, attempt = reserved
             artifact_data = {}
             for artifact in artifacts:
-                summary = await ArtifactRepository(connection).save(
+                summary = await journal.save_artifact(
                     run_id, artifact.name, artifact.media_type, artifact.content.encode(), now=now
                 )
                 artifact_data[id(artifact)] = asdict(summary)
-            rows = []
-            for item, data, _ in entries:
+            events = []
+            for seq, (item, data, at) in enumerate(entries, start=first_seq):
                 kind, data = (item, data) if isinstance(item, str) else _journal_entry(item, artifact_data)
                 # Which execution said it: after a lost lease the redo says it again under a new attempt.
-                rows.append((kind, {**data, "attempt": attempt} if kind == "agent.message" else data))
-            created = [at for _, _, at in entries]
-            for row in await RunEventRepository(connection).insert_reserved(run_id, first_seq, rows, created):
-                committed.append(StreamEvent.from_row(row, task_id))
+                if kind == "agent.message":
+                    data = {**data, "attempt": attempt}
+                events.append(RunEvent(run_id=run_id, seq=seq, type=kind, data=data, created_at=at))
+            await journal.insert_events(events)
+            committed = [StreamEvent.from_row(event, task_id) for event in events]
             if current != status:
-                await TaskRepository(connection).mirror_run_statuses([(task_id, run_id, current)])
+                await journal.mirror_run_statuses([(task_id, run_id, current)])
         publish_committed(self.session_factory, committed)
         return current
 

@@ -124,19 +124,20 @@ class TaskRepository:
     async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
         """``(task id, run id, new status)`` per run, one statement for all: what
         ``run_journal.mirror_run_on_task`` does on an ORM task, for the runner's writes."""
-        await self.session.execute(
-            MIRROR_RUN_STATUS,
-            [
-                {
-                    "mirrored_task": task_id,
-                    "mirrored_run": run_id,
-                    "run_status": status,
-                    "completed": int(status == "completed"),
-                    "failed": int(status == "failed"),
-                }
-                for task_id, run_id, status in changes
-            ],
-        )
+        await self.session.execute(MIRROR_RUN_STATUS, mirror_parameters(changes))
+
+
+def mirror_parameters(changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "mirrored_task": task_id,
+            "mirrored_run": run_id,
+            "run_status": status,
+            "completed": int(status == "completed"),
+            "failed": int(status == "failed"),
+        }
+        for task_id, run_id, status in changes
+    ]
 
 
 def _mirror_run_status() -> Any:
