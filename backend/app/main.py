@@ -29,7 +29,13 @@ from backend.app.openapi_examples import add_request_examples
 from backend.app.shutdown import GracefulShutdown
 from backend.config import Settings, SettingsError, get_settings, load_llm_config
 from backend.console import CONSOLE_URL, install_console
-from backend.db.engine import Database, create_engine, create_probe_engine, create_session_factory
+from backend.db.engine import (
+    Database,
+    create_engine,
+    create_probe_engine,
+    create_runner_engine,
+    create_session_factory,
+)
 from backend.db.migrations import upgrade_to_head
 from backend.db.types import utcnow
 from backend.observability import metrics
@@ -80,6 +86,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     count_database_work(engine)
     probe_engine = create_probe_engine(settings.sqlalchemy_url)
+    runner_engine = create_runner_engine(settings.sqlalchemy_url)
+    count_database_work(runner_engine)
     redis = None
     try:
         if settings.db_auto_migrate:
@@ -108,8 +116,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         executor = RunExecutor(
             session_factory, provider, approval_ttl_seconds=settings.mgx_approval_ttl_seconds, events=events
         )
+        runner_sessions = create_session_factory(runner_engine)
+        events.serve(runner_sessions)
         runner = BackgroundTaskRunner(
-            session_factory, executor, signals, runner_config(settings), database_watch=app.state.database_watch
+            runner_sessions, executor, signals, runner_config(settings), database_watch=app.state.database_watch
         )
         app.state.engine = engine
         app.state.probe_engine = probe_engine
@@ -155,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if redis is not None:
             await redis.aclose()
         await engine.dispose()
+        await runner_engine.dispose()
         await probe_engine.dispose()
         metrics.forget_this_worker()
         gc.unfreeze()  # a process that runs the app again (the tests) can collect this one

@@ -36,6 +36,13 @@ def create_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 20, echo
     )
 
 
+def create_runner_engine(url: URL) -> AsyncEngine:
+    """The engine of the runner's own loops (claiming, lease heartbeats, the reaper): a few
+    connections of their own, so a claim or a heartbeat never waits in the queue of a request
+    pool that the runs and requests have used up (claims would lag by seconds, leases lapse)."""
+    return create_engine(url, pool_size=3, max_overflow=2)
+
+
 def create_probe_engine(url: URL) -> AsyncEngine:
     """The engine of the health probes: its own connection, so a probe never queues behind a
     request pool that load has used up (an orchestrator would pull a busy instance out)."""

@@ -257,6 +257,10 @@ class EventBroadcaster:
         self._poll_now = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._commit_observers: list[Callable[[list[StreamEvent]], None]] = []
+        self.serve(session_factory)
+
+    def serve(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        """Publish what the sessions of ``session_factory`` commit (staged events)."""
         session_factory.configure(info={_BROADCASTER: self})
 
     # Lifecycle
