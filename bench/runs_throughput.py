@@ -3,7 +3,7 @@ wait in the queue, and how much memory the server needs; plus how fast an idle w
 the next queued run.
 
 The API runs as a uvicorn subprocess on a throw-away PostgreSQL database (``--sqlite`` for an
-SQLite file instead); the fake LLM server (100 ms per call by default) runs in this process.
+SQLite file instead); the fake LLM server (100 ms per call by default) runs in a process of its own.
 Each level gets a fresh server (so its peak RSS is its own) and one unmeasured warm-up run.
 
     python bench/runs_throughput.py [--sqlite] [--levels 1,10,100] [--latency-ms 100]
@@ -54,7 +54,8 @@ import httpx  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from tests.databases import PostgresTestDatabase  # noqa: E402
-from tests.e2e.conftest import ApiServer, service_env, start_fake_llm  # noqa: E402
+from mgx_agent.testing.fake_llm import FakeLLMProcess  # noqa: E402
+from tests.e2e.conftest import ApiServer, service_env  # noqa: E402
 from tests.services import postgres_url_for_tests, tcp_reachable  # noqa: E402
 
 ACTIVE = ("queued", "planning", "awaiting_approval", "running")
@@ -268,7 +269,9 @@ def measure_floor(database_url: str, llm_base_url: str, runs: int, journal: Path
 
 
 async def bench(args: argparse.Namespace, database_url: str, workdir: Path) -> int:
-    fake, _ = start_fake_llm(latency_seconds=args.latency_ms / 1000)
+    # In a process of its own: sharing this one's interpreter (and GIL) with the HTTP client that
+    # creates the runs slowed both, and stretched the creations of 100 runs over seconds.
+    fake = FakeLLMProcess(latency_ms=args.latency_ms).start()
     env = service_env(
         database_url, fake.base_url, LOG_LEVEL="WARNING", RUNNER_POLL_SECONDS=2, DB_POOL_SIZE=40, DB_MAX_OVERFLOW=20,
         RATE_LIMIT_PER_MINUTE=0,  # one client creates and polls every run: measure the runner, not the limiter

@@ -18,6 +18,8 @@ import math
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -416,6 +418,45 @@ def _error(
         status_code=status,
         headers=dict(headers or {}),
     )
+
+
+class FakeLLMProcess:
+    """The fake server in a process of its own (``main`` below), for benches that must not share
+    an interpreter (and its GIL) with it: ``with FakeLLMProcess(latency_ms=100) as fake: fake.base_url``."""
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        self.latency_ms = latency_ms
+        self.process: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    def start(self) -> FakeLLMProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mgx_agent.testing.fake_llm", "--latency-ms", str(self.latency_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on" not in line:
+            self.stop()
+            raise RuntimeError(f"the fake LLM server did not start: {line!r}")
+        self.base_url = line.rsplit(" ", 1)[1].strip()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> FakeLLMProcess:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
