@@ -125,6 +125,12 @@ def shown_seqs(page: Page) -> list[int]:
     return [int(seq) for seq in items.evaluate_all("items => items.map((item) => item.dataset.seq)")]
 
 
+def wait_for_stream_to_reach(page: Page, seq: int) -> None:
+    """The status and buttons can come from a refresh of the run before the stream has delivered
+    the events stored with that change; a comparison with the log waits for the stream."""
+    expect(page.locator("#timeline")).to_have_attribute("data-last-seq", str(seq))
+
+
 def wait_for_status(page: Page, status: str) -> None:
     page.locator(f"#run-status [data-status='{status}']").wait_for()
 
@@ -164,6 +170,7 @@ def test_a_task_created_in_the_console_runs_live_through_approval_to_completion(
     timeline = page.locator("#timeline")
     run_id = page.url.rsplit("/", 1)[-1]
     logged = console.logged_seqs(ALICE_KEY, run_id)
+    wait_for_stream_to_reach(page, logged[-1])
     assert shown_seqs(page) == logged
     for role, action in [("Mike", "DraftPlan"), ("Alex", "WriteCode"), ("Bob", "WriteTest"), ("Charlie", "ReviewCode")]:
         message = timeline.locator(".event-message").filter(has_text=action)
@@ -223,7 +230,9 @@ def test_reject_with_feedback_replans_across_a_dropped_connection_then_cancel_en
     page.get_by_role("tab", name="Timeline").click()
     assert "Plan rejected: Also handle n = 0 (re-planning)" in page.locator("#timeline").inner_text()
     # Resumed with Last-Event-ID: every stored event shown once, in order, none lost in the drop.
-    assert shown_seqs(page) == console.logged_seqs(ALICE_KEY, run["id"])
+    logged = console.logged_seqs(ALICE_KEY, run["id"])
+    wait_for_stream_to_reach(page, logged[-1])
+    assert shown_seqs(page) == logged
     assert page.locator("#timeline").get_attribute("data-duplicates") == "0"
     page.get_by_role("button", name="Cancel run").click()
     wait_for_status(page, "cancelled")

@@ -63,11 +63,14 @@ export function timelineItem(event) {
 // Plan
 
 export function planPanel(run, events) {
-  const plan = run.plan;
+  // The plan shown and its version number come from the same events: a refresh of the run can
+  // bring a re-drafted plan before the stream has delivered its run.plan_ready.
+  const drafts = events.filter((event) => event.type === "run.plan_ready");
+  const plan = drafts.at(-1)?.data.plan ?? run.plan;
   if (!plan) return h("p", { class: "muted" }, "Mike is still drafting the plan.");
   const done = finishedPhases(events);
   const finishedFor = { alex: done.has("coding"), bob: done.has("testing"), charlie: done.has("reviewing") && run.status === "completed" };
-  const plans = events.filter((event) => event.type === "run.plan_ready").length;
+  const plans = drafts.length;
   return h(
     "div",
     { class: "plan", "data-testid": "plan" },
