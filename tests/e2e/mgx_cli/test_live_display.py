@@ -41,6 +41,9 @@ def run_in_terminal(base_url: str, *args: str) -> tuple[int, list[str], list[str
     screen = pyte.Screen(COLUMNS, LINES)
     stream = pyte.ByteStream(screen)
     phases: list[str] = []
+    # A read can end in the middle of a line (the pty hands over what was written so far): the
+    # screen is read once a line is complete, not halfway through drawing it.
+    partial = b""
     deadline = time.monotonic() + CLI_TIMEOUT_SECONDS
     try:
         while time.monotonic() < deadline:
@@ -50,13 +53,16 @@ def run_in_terminal(base_url: str, *args: str) -> tuple[int, list[str], list[str
                 break
             if not output:
                 break
-            for piece in output.splitlines(keepends=True):
+            pieces = (partial + output).splitlines(keepends=True)
+            partial = b"" if pieces[-1].endswith((b"\n", b"\r")) else pieces.pop()
+            for piece in pieces:
                 stream.feed(piece)
                 if b"phase" not in piece:  # the panel's phase row is not being drawn: nothing new to see
                     continue
                 for line in screen.display:
                     if (match := PANEL_PHASE.search(line)) and (not phases or phases[-1] != match[1]):
                         phases.append(match[1])
+        stream.feed(partial)
         status = process.wait(timeout=10)
     finally:
         if process.poll() is None:
