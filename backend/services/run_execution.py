@@ -41,8 +41,8 @@ from mgx_agent.team import TeamResult
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from backend.db.models import RunEvent
-from backend.db.repositories.journal import journal_transaction
+from backend.db.repositories.artifacts import ArtifactSummary
+from backend.db.repositories.journal import JournalBatch, write_journal
 from backend.db.types import utcnow
 from backend.observability.logs import bind_run_id
 from backend.services import run_states
@@ -287,42 +287,35 @@ class RunExecutor:
             elif isinstance(item, ArtifactProduced):
                 artifacts.append(item)
             entries.append((item, None, at))
-        committed: list[StreamEvent] = []
-        async with journal_transaction(self.session_factory.kw["bind"]) as journal:
-            # The run row first (as every writer of a run locks it), then its artifacts.
-            reserved = await journal.update_leased(
-                run_id,
-                holder,
-                (status,) if status is not None else LEASED_STATUSES,
-                values,
-                reserve_events=len(entries),
-                now=now,
-            )
-            if reserved is None:  # leaving the block rolls the transaction back
-                raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
-            first_seq, task_id, attempt = reserved
-            artifact_data = {}
-            for artifact in artifacts:
-                summary = await journal.save_artifact(
-                    run_id, artifact.name, artifact.media_type, artifact.content.encode(), now=now
-                )
-                artifact_data[id(artifact)] = asdict(summary)
-            events = []
-            for seq, (item, data, at) in enumerate(entries, start=first_seq):
-                kind, data = (item, data) if isinstance(item, str) else _journal_entry(item, artifact_data)
-                # Which execution said it: after a lost lease the redo says it again under a new attempt.
-                if kind == "agent.message":
-                    data = {**data, "attempt": attempt}
-                events.append(RunEvent(run_id=run_id, seq=seq, type=kind, data=data, created_at=at))
-            await journal.insert_events(events)
-            committed = [StreamEvent.from_row(event, task_id) for event in events]
-            if current != status:
-                await journal.mirror_run_statuses([(task_id, run_id, current)])
+        summaries = {
+            id(artifact): ArtifactSummary.of(artifact.name, artifact.media_type, artifact.content.encode())
+            for artifact in artifacts
+        }
+        batch = JournalBatch(
+            run_id=run_id,
+            holder=holder,
+            statuses=(status,) if status is not None else LEASED_STATUSES,
+            values=values,
+            now=now,
+            artifacts=[(summaries[id(artifact)], artifact.content.encode()) for artifact in artifacts],
+            events=[
+                (item, data, at) if isinstance(item, str) else (*_journal_entry(item, summaries), at)
+                for item, data, at in entries
+            ],
+            mirror_status=current if current != status else None,
+        )
+        written = await write_journal(self.session_factory.kw["bind"], batch)
+        if written is None:
+            raise LeaseLostError(f"run {run_id} is no longer leased to {holder}")
+        committed = [
+            StreamEvent(run_id, written.task_id, written.first_seq + index, kind, data, at)
+            for index, (kind, data, at) in enumerate(written.events)
+        ]
         publish_committed(self.session_factory, committed)
         return current
 
 
-def _journal_entry(event: TeamEvent, artifact_data: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+def _journal_entry(event: TeamEvent, artifacts: dict[int, ArtifactSummary]) -> tuple[str, dict[str, Any]]:
     """The run event (type, data) that records a team event."""
     if isinstance(event, PhaseStarted):
         return "run.phase", {"phase": event.phase, "state": "started", "round": event.round}
@@ -331,7 +324,7 @@ def _journal_entry(event: TeamEvent, artifact_data: dict[int, dict[str, Any]]) -
     if isinstance(event, PlanReady):
         return "run.plan_ready", {"plan": event.plan}
     if isinstance(event, ArtifactProduced):
-        return "artifact.created", artifact_data[id(event)]
+        return "artifact.created", asdict(artifacts[id(event)])
     if isinstance(event, UsageUpdated):
         return "run.usage", event.usage
     return event.type, _payload(event)

@@ -27,6 +27,10 @@ class ArtifactSummary:
     size: int
     sha256: str
 
+    @classmethod
+    def of(cls, name: str, media_type: str, content: bytes) -> ArtifactSummary:
+        return cls(name, media_type, len(content), hashlib.sha256(content).hexdigest())
+
 
 class ArtifactRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -37,7 +41,7 @@ class ArtifactRepository:
     ) -> ArtifactSummary:
         """Create or replace the artifact ``name`` of a run (a revision rewrites its files) in
         one upsert statement."""
-        summary = ArtifactSummary(name, media_type, len(content), hashlib.sha256(content).hexdigest())
+        summary = ArtifactSummary.of(name, media_type, content)
         values = {
             "media_type": media_type,
             "content": content,

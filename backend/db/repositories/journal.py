@@ -1,23 +1,24 @@
-"""The statements of one run-journal write (``RunExecutor.record``): the lease-checked update of
-the run, the artifacts' upserts, the events' insert and the task's mirror, in one transaction.
+"""One run-journal write (``RunExecutor.record``): the lease-checked update of the run (which
+reserves the events' ``seq`` numbers), the artifacts' upserts, the events' insert and, when the
+status changed, the task's mirror, all or nothing.
 
-They are the service's hottest writes (a few per model reply of every run), so on PostgreSQL
-they go straight through asyncpg on a connection from the engine's pool: the same statements as
-the Core ones on SQLite, at less than half the CPU (``bench/runs_throughput.py``: a journal
-write cost ~1.5-2 ms of CPU through SQLAlchemy Core and ~0.6-0.9 through asyncpg). They are
-counted in the same ``mgx_db_statements`` / ``mgx_db_transactions`` as everything else.
+These are the service's hottest writes (a few per model reply of every run). On PostgreSQL the
+whole write is one statement (data-modifying CTEs that all read the run's UPDATE, so nothing is
+written when the lease is gone), sent straight through asyncpg on a connection of the engine's
+pool: one round trip, no BEGIN/COMMIT, no SQLAlchemy statement machinery. Elsewhere (SQLite) it
+is the same work as Core statements in one transaction. Both count in ``mgx_db_statements`` and
+``mgx_db_transactions``.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -26,147 +27,149 @@ from backend.db.models import Run, RunEvent
 from backend.db.repositories.artifacts import ArtifactRepository, ArtifactSummary
 from backend.db.repositories.run_events import RunEventRepository
 from backend.db.repositories.runs import RunRepository
-from backend.db.repositories.tasks import TaskRepository, mirror_parameters
+from backend.db.repositories.tasks import TaskRepository, run_counts
 from backend.observability.database import count_statements, count_transaction
 
-
-class JournalStatements(Protocol):
-    async def update_leased(
-        self, run_id: uuid.UUID, holder: str, statuses: Collection[str], values: dict[str, Any], *,
-        reserve_events: int, now: datetime,
-    ) -> tuple[int, uuid.UUID, int] | None: ...
-
-    async def save_artifact(
-        self, run_id: uuid.UUID, name: str, media_type: str, content: bytes, *, now: datetime
-    ) -> ArtifactSummary: ...
-
-    async def insert_events(self, events: Sequence[RunEvent]) -> None: ...
-
-    async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None: ...
+# A reply's message says which execution made it: after a lost lease the redo says it again
+# under a new attempt (the run's, as the lease-checked update returns it).
+ATTEMPT_STAMPED = "agent.message"
 
 
-@asynccontextmanager
-async def journal_transaction(engine: AsyncEngine) -> AsyncIterator[JournalStatements]:
-    """One transaction for a journal write, committed when the block ends without an error."""
+@dataclass(frozen=True)
+class JournalBatch:
+    run_id: uuid.UUID
+    holder: str
+    statuses: Sequence[str]  # the run must be in one of these (and leased to ``holder``)
+    values: dict[str, Any]  # run columns to set
+    now: datetime
+    artifacts: Sequence[tuple[ArtifactSummary, bytes]]
+    events: Sequence[tuple[str, dict[str, Any], datetime]]  # (type, data, created_at), in order
+    mirror_status: str | None  # the run's new status, to mirror on its task
+
+
+@dataclass(frozen=True)
+class WrittenBatch:
+    first_seq: int
+    task_id: uuid.UUID
+    events: list[tuple[str, dict[str, Any], datetime]]  # as stored (messages stamped)
+
+
+async def write_journal(engine: AsyncEngine, batch: JournalBatch) -> WrittenBatch | None:
+    """Write ``batch``; None (and nothing written) when the lease is gone."""
     async with engine.connect() as connection:
         if connection.dialect.driver == "asyncpg":
             driver = (await connection.get_raw_connection()).driver_connection
-            count_transaction()
-            async with driver.transaction():
-                yield AsyncpgJournal(driver)
-        else:
-            async with connection.begin():
-                yield CoreJournal(connection)
+            return await _write_postgresql(driver, batch)
+        async with connection.begin():
+            return await _write_core(connection, batch)
 
 
-class CoreJournal:
-    """The journal's statements as SQLAlchemy Core, on any database."""
-
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.runs = RunRepository(connection)  # type: ignore[arg-type]
-        self.artifacts = ArtifactRepository(connection)  # type: ignore[arg-type]
-        self.events = RunEventRepository(connection)  # type: ignore[arg-type]
-        self.tasks = TaskRepository(connection)
-
-    async def update_leased(self, *args: Any, **kwargs: Any) -> tuple[int, uuid.UUID, int] | None:
-        return await self.runs.update_leased(*args, **kwargs)
-
-    async def save_artifact(self, *args: Any, **kwargs: Any) -> ArtifactSummary:
-        return await self.artifacts.save(*args, **kwargs)
-
-    async def insert_events(self, events: Sequence[RunEvent]) -> None:
-        await self.events.insert_numbered(events)
-
-    async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
-        await self.tasks.mirror_run_statuses(changes)
+def _stamped(batch: JournalBatch, attempt: int) -> list[tuple[str, dict[str, Any], datetime]]:
+    return [
+        (kind, {**data, "attempt": attempt} if kind == ATTEMPT_STAMPED else data, at)
+        for kind, data, at in batch.events
+    ]
 
 
-class AsyncpgJournal:
-    """The same statements through asyncpg's own calls (PostgreSQL). Parameters go as asyncpg
-    takes them on an engine connection: JSON as text (SQLAlchemy's codec), aware datetimes."""
+async def _write_core(connection: AsyncConnection, batch: JournalBatch) -> WrittenBatch | None:
+    reserved = await RunRepository(connection).update_leased(  # type: ignore[arg-type]
+        batch.run_id, batch.holder, batch.statuses, batch.values, reserve_events=len(batch.events), now=batch.now
+    )
+    if reserved is None:  # the update matched no row: nothing was written
+        return None
+    first_seq, task_id, attempt = reserved
+    artifacts = ArtifactRepository(connection)  # type: ignore[arg-type]
+    for summary, content in batch.artifacts:
+        await artifacts.save(batch.run_id, summary.name, summary.media_type, content, now=batch.now)
+    events = _stamped(batch, attempt)
+    await RunEventRepository(connection).insert_numbered(  # type: ignore[arg-type]
+        [
+            RunEvent(run_id=batch.run_id, seq=seq, type=kind, data=data, created_at=at)
+            for seq, (kind, data, at) in enumerate(events, start=first_seq)
+        ]
+    )
+    if batch.mirror_status is not None:
+        await TaskRepository(connection).mirror_run_statuses([(task_id, batch.run_id, batch.mirror_status)])
+    return WrittenBatch(first_seq, task_id, events)
 
-    def __init__(self, driver: Any) -> None:
-        self.driver = driver
 
-    async def update_leased(
-        self, run_id: uuid.UUID, holder: str, statuses: Collection[str], values: dict[str, Any], *,
-        reserve_events: int, now: datetime,
-    ) -> tuple[int, uuid.UUID, int] | None:
-        now = values.get("updated_at", now)  # a status change's own time, else the write's
-        columns = tuple(column for column in values if column != "updated_at")
-        params = [_driver_value(column, values[column]) for column in columns]
-        count_statements(1)
-        row = await self.driver.fetchrow(
-            _leased_update_sql(columns), run_id, holder, list(statuses), reserve_events, now, *params
-        )
-        return None if row is None else (int(row[0]), row[1], int(row[2]))
-
-    async def save_artifact(
-        self, run_id: uuid.UUID, name: str, media_type: str, content: bytes, *, now: datetime
-    ) -> ArtifactSummary:
-        summary = ArtifactSummary(name, media_type, len(content), hashlib.sha256(content).hexdigest())
-        count_statements(1)
-        await self.driver.execute(
-            UPSERT_ARTIFACT_SQL, uuid.uuid4(), run_id, name, media_type, summary.size, summary.sha256, content, now
-        )
-        return summary
-
-    async def insert_events(self, events: Sequence[RunEvent]) -> None:
-        if events:
-            count_statements(1)
-            await self.driver.execute(
-                INSERT_EVENTS_SQL,
-                [event.run_id for event in events],
-                [event.seq for event in events],
-                [event.type for event in events],
-                [json.dumps(event.data) for event in events],
-                [event.created_at for event in events],
-            )
-
-    async def mirror_run_statuses(self, changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
-        count_statements(1)
-        await self.driver.executemany(
-            MIRROR_SQL,
-            [(p["mirrored_task"], p["mirrored_run"], p["run_status"], p["completed"], p["failed"])
-             for p in mirror_parameters(changes)],
-        )
+async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | None:
+    """The whole batch as one statement on an asyncpg connection (JSON goes as text, as
+    SQLAlchemy's codecs on its connections take it)."""
+    values = dict(batch.values)
+    updated_at = values.pop("updated_at", batch.now)  # a status change's own time, else the write's
+    columns = tuple(values)
+    completed, failed = run_counts(batch.mirror_status) if batch.mirror_status else (0, 0)
+    count_transaction()
+    count_statements(1)
+    row = await driver.fetchrow(
+        _batch_sql(columns),
+        batch.run_id,
+        batch.holder,
+        list(batch.statuses),
+        len(batch.events),
+        updated_at,
+        [uuid.uuid4() for _ in batch.artifacts],
+        [summary.name for summary, _ in batch.artifacts],
+        [summary.media_type for summary, _ in batch.artifacts],
+        [summary.size for summary, _ in batch.artifacts],
+        [summary.sha256 for summary, _ in batch.artifacts],
+        [content for _, content in batch.artifacts],
+        batch.now,
+        [kind for kind, _, _ in batch.events],
+        [json.dumps(data) for _, data, _ in batch.events],
+        [at for _, _, at in batch.events],
+        batch.mirror_status,
+        completed,
+        failed,
+        *[json.dumps(values[column]) if column in _JSON_COLUMNS and values[column] is not None else values[column]
+          for column in columns],
+    )
+    if row is None:
+        return None
+    first_seq, task_id, attempt = int(row[0]), row[1], int(row[2])
+    return WrittenBatch(first_seq, task_id, _stamped(batch, attempt))
 
 
 _JSON_COLUMNS = frozenset(column.key for column in Run.__table__.columns if isinstance(column.type, JSON))
 
 
-def _driver_value(column: str, value: Any) -> Any:
-    return json.dumps(value) if column in _JSON_COLUMNS and value is not None else value
-
-
 @functools.cache
-def _leased_update_sql(columns: tuple[str, ...]) -> str:
-    """``RunRepository.update_leased`` as SQL for asyncpg: $1 run, $2 holder, $3 statuses,
-    $4 events to reserve, $5 ``updated_at``, then one parameter per column in ``columns``."""
-    assigned = {column: f"${index}" for index, column in enumerate(columns, start=6)}
-    assigned = {column: f"{placeholder}::jsonb" if column in _JSON_COLUMNS else placeholder
-                for column, placeholder in assigned.items()}
-    assigned["updated_at"] = "$5"
-    sets = ", ".join(f"{column} = {value}" for column, value in assigned.items())
-    return (
-        f"UPDATE runs SET {sets}, next_event_seq = next_event_seq + $4, version = version + 1 "
-        "WHERE id = $1 AND lease_owner = $2 AND cancel_requested IS false AND status = ANY($3::varchar[]) "
-        "RETURNING next_event_seq - $4, task_id, attempt"
-    )
-
-
-UPSERT_ARTIFACT_SQL = (
-    "INSERT INTO artifacts (id, run_id, name, media_type, size, sha256, content, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, name) DO UPDATE SET "
-    "media_type = excluded.media_type, content = excluded.content, size = excluded.size, "
-    "sha256 = excluded.sha256, created_at = excluded.created_at"
+def _batch_sql(columns: tuple[str, ...]) -> str:
+    """The batch statement for one set of run columns. Parameters: $1 run, $2 holder, $3 allowed
+    statuses, $4 events to reserve, $5 updated_at; artifacts as arrays $6 ids, $7 names, $8 media
+    types, $9 sizes, $10 digests, $11 contents, $12 their time; events as arrays $13 types, $14
+    data, $15 times; $16 the status to mirror on the task (null: none) with $17 / $18 the counts
+    it adds; then one parameter per column in ``columns``."""
+    sets = [
+        f"{column} = ${index}::jsonb" if column in _JSON_COLUMNS else f"{column} = ${index}"
+        for index, column in enumerate(columns, start=19)
+    ]
+    assignments = ", ".join([*sets, "updated_at = $5", "next_event_seq = next_event_seq + $4", "version = version + 1"])
+    return f"""
+WITH run AS (
+    UPDATE runs SET {assignments}
+    WHERE id = $1 AND lease_owner = $2 AND cancel_requested IS false AND status = ANY($3::varchar[])
+    RETURNING next_event_seq - $4 AS first_seq, task_id, attempt
+), artifacts AS (
+    INSERT INTO artifacts (id, run_id, name, media_type, size, sha256, content, created_at)
+    SELECT a.id, $1, a.name, a.media_type, a.size, a.sha256, a.content, $12
+    FROM run, unnest($6::uuid[], $7::varchar[], $8::varchar[], $9::integer[], $10::varchar[], $11::bytea[])
+        AS a(id, name, media_type, size, sha256, content)
+    ON CONFLICT (run_id, name) DO UPDATE SET media_type = excluded.media_type, content = excluded.content,
+        size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at
+), events AS (
+    INSERT INTO run_events (run_id, seq, type, data, created_at)
+    SELECT $1, run.first_seq + e.position - 1, e.type,
+        CASE WHEN e.type = '{ATTEMPT_STAMPED}' THEN e.data || jsonb_build_object('attempt', run.attempt) ELSE e.data END,
+        e.created_at
+    FROM run, unnest($13::varchar[], $14::jsonb[], $15::timestamptz[]) WITH ORDINALITY
+        AS e(type, data, created_at, position)
+), task AS (
+    UPDATE tasks SET
+        status = CASE WHEN last_run_id = $1 THEN $16 ELSE status END,
+        last_run_status = CASE WHEN last_run_id = $1 THEN $16 ELSE last_run_status END,
+        successful_runs = successful_runs + $17, failed_runs = failed_runs + $18
+    FROM run WHERE tasks.id = run.task_id AND $16::varchar IS NOT NULL
 )
-INSERT_EVENTS_SQL = (
-    "INSERT INTO run_events (run_id, seq, type, data, created_at) "
-    "SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::varchar[], $4::jsonb[], $5::timestamptz[])"
-)
-MIRROR_SQL = (
-    "UPDATE tasks SET status = CASE WHEN last_run_id = $2 THEN $3 ELSE status END, "
-    "last_run_status = CASE WHEN last_run_id = $2 THEN $3 ELSE last_run_status END, "
-    "successful_runs = successful_runs + $4, failed_runs = failed_runs + $5 WHERE id = $1"
-)
+SELECT first_seq, task_id, attempt FROM run"""

@@ -127,17 +127,20 @@ class TaskRepository:
         await self.session.execute(MIRROR_RUN_STATUS, mirror_parameters(changes))
 
 
+def run_counts(status: str) -> tuple[int, int]:
+    """What a run's new status adds to its task's (successful, failed) counters: terminal
+    statuses count once; cancelled, rejected and expired count as neither."""
+    return int(status == "completed"), int(status == "failed")
+
+
 def mirror_parameters(changes: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "mirrored_task": task_id,
-            "mirrored_run": run_id,
-            "run_status": status,
-            "completed": int(status == "completed"),
-            "failed": int(status == "failed"),
-        }
-        for task_id, run_id, status in changes
-    ]
+    parameters = []
+    for task_id, run_id, status in changes:
+        completed, failed = run_counts(status)
+        parameters.append(
+            {"mirrored_task": task_id, "mirrored_run": run_id, "run_status": status, "completed": completed, "failed": failed}
+        )
+    return parameters
 
 
 def _mirror_run_status() -> Any:
