@@ -31,6 +31,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -39,6 +40,12 @@ from backend.services.background import BackgroundTaskRunner
 logger = logging.getLogger("backend.shutdown")
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How often open streams' stop is checked against a server told to exit without a signal.
+EXIT_WATCH_SECONDS = 0.5
+
+
+def _forget_nothing() -> None:
+    pass
 
 
 class GracefulShutdown:
@@ -53,6 +60,9 @@ class GracefulShutdown:
         self._server: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: dict[int, Any] = {}
+        self._stopping = False
+        self._stop_callbacks: set[Callable[[], None]] = set()
+        self._exit_watch: asyncio.Task[None] | None = None
 
     @property
     def draining(self) -> bool:
@@ -61,6 +71,31 @@ class GracefulShutdown:
     async def wait_draining(self) -> None:
         """Return once the drain has begun (at once if it already has)."""
         await self._draining.wait()
+
+    @property
+    def stopping(self) -> bool:
+        """The process has begun to stop: the drain began, or the server was told to exit some
+        other way (seen within ``EXIT_WATCH_SECONDS``)."""
+        return self._stopping or self.draining or self.should_exit
+
+    def on_stopping(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once, when the process begins to stop (at once if it has); returns
+        the function that forgets it. Open streams register here, so a stream costs no task of
+        its own to learn of the stop."""
+        if self.stopping:
+            callback()
+            return _forget_nothing
+        self._stop_callbacks.add(callback)
+        return lambda: self._stop_callbacks.discard(callback)
+
+    def _begin_stopping(self) -> None:
+        self._stopping = True
+        callbacks, self._stop_callbacks = self._stop_callbacks, set()
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("a stop callback failed; stopping regardless")
 
     async def drain(self) -> None:
         """Stop taking work and let in-flight work finish or go back to the queue. Idempotent:
@@ -72,6 +107,7 @@ class GracefulShutdown:
     async def _drain(self) -> None:
         started = time.monotonic()
         self._draining.set()
+        self._begin_stopping()
         logger.info(
             "draining: not ready, streams closed, no new runs claimed; in-flight phases get up to %ss",
             self.runner.config.shutdown_grace_seconds,
@@ -102,7 +138,14 @@ class GracefulShutdown:
         self._loop = asyncio.get_running_loop()
         for sig in HANDLED_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._exit_watch = asyncio.create_task(self._watch_exit(), name="shutdown-exit-watch")
         return True
+
+    async def _watch_exit(self) -> None:
+        # The server's exit flag has no callback: look at it, as sse-starlette's streams did.
+        while not self.should_exit:
+            await asyncio.sleep(EXIT_WATCH_SECONDS)
+        self._begin_stopping()
 
     def restore_signal_handlers(self) -> None:
         """Give the signals back to the server (lifespan shutdown)."""
@@ -112,6 +155,8 @@ class GracefulShutdown:
             if signal.getsignal(sig) == self._on_signal:
                 signal.signal(sig, previous)
         self._previous.clear()
+        if self._exit_watch is not None:
+            self._exit_watch.cancel()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between bytecodes: only hand over to the event loop here.

@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, WebSocket, status
-from sse_starlette import EventSourceResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from backend.access import owner_filter
 from backend.app.auth import PrincipalDep
 from backend.app.deps import MAX_EVENT_SEQ, SettingsDep
+from backend.app.event_stream import EventStreamResponse
 from backend.app.limits import hold_stream_slot
 from backend.app.shutdown import GracefulShutdown
 from backend.errors import NotFoundError
@@ -35,8 +34,6 @@ PING_MESSAGE = '{"type":"ping"}'
 RECONNECT_HINT = b"retry: 1000\n\n"
 # Last words of a stream ended by a server shutdown; the client reconnects (retry: 1000) and resumes.
 SHUTDOWN_NOTICE = b": server shutting down; reconnect with Last-Event-ID\n\n"
-# How long an SSE stream may take to end by itself when the server stops, before it is cancelled.
-SHUTDOWN_GRACE_SECONDS = 2.0
 
 RunId = Annotated[uuid.UUID, Path(description="The run's id.")]
 
@@ -56,7 +53,7 @@ def _broadcaster(app_state: object) -> EventBroadcaster:
         "run's terminal event; a finished run with nothing left to replay answers 204, which "
         "also stops a browser's EventSource from reconnecting."
     ),
-    response_class=EventSourceResponse,
+    response_class=EventStreamResponse,
     dependencies=[Depends(hold_stream_slot)],
     responses={
         200: {"description": "The event stream.", "content": {"text/event-stream": {}}},
@@ -82,33 +79,18 @@ async def stream_run_events(
     subscription = await events.subscribe_run(run_id, cursor, owner=owner_filter(principal))
     if subscription is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    shutdown = anyio.Event()
-    return EventSourceResponse(
-        _sse_body(subscription, shutdown, request.app.state.shutdown),
-        ping=settings.events_keepalive_seconds,
-        sep="\n",
-        shutdown_event=shutdown,
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    shutdown: GracefulShutdown = request.app.state.shutdown
+    return EventStreamResponse(
+        _sse_body(subscription, shutdown),
+        ping_seconds=settings.events_keepalive_seconds,
+        shutdown=shutdown,
+        on_close=subscription.close,
     )
 
 
-async def _sse_body(
-    subscription: Subscription, shutdown: anyio.Event, drain: GracefulShutdown
-) -> AsyncIterator[bytes]:
-    """Pre-encoded SSE messages, one chunk per batch; ends after the terminal event, when the
-    client goes away (sse-starlette cancels it) or, cleanly, when the process drains (SIGTERM)
-    or the server shuts down."""
-
-    async def close_on_shutdown() -> None:
-        waits = {asyncio.ensure_future(shutdown.wait()), asyncio.ensure_future(drain.wait_draining())}
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-        subscription.close()
-
-    watcher = asyncio.create_task(close_on_shutdown())
+async def _sse_body(subscription: Subscription, shutdown: GracefulShutdown) -> AsyncGenerator[bytes, None]:
+    """Pre-encoded SSE messages, one chunk per batch; ends after the terminal event, or when the
+    subscription closes (the client went away, or the process is stopping: then with a notice)."""
     try:
         yield RECONNECT_HINT
         while (batch := await subscription.next_batch()) is not None:
@@ -119,10 +101,9 @@ async def _sse_body(
                     yield bytes(chunk)
                     return
             yield bytes(chunk)
-        if drain.draining or shutdown.is_set():
+        if shutdown.stopping:
             yield SHUTDOWN_NOTICE
     finally:
-        watcher.cancel()
         subscription.close()
 
 

@@ -255,3 +255,21 @@ async def test_shutdown_closes_open_streams(database_url: URL, fake_llm: FakeLLM
     await asyncio.wait_for(reader, 5)
     await client.aclose()
     assert app.state.events.subscriber_count == 0
+
+
+async def test_an_idle_stream_gets_a_keepalive_comment_every_interval(live_app) -> None:
+    live = await live_app(events_keepalive_seconds=0.2)
+    run = await create_queued_run(live.http)
+    comments = []
+
+    async def read_comments() -> None:
+        async with live.http.stream("GET", f"/runs/{run['id']}/events") as response:
+            async for line in response.aiter_lines():
+                if line.startswith(":"):
+                    comments.append(line)
+                    if len(comments) == 2:
+                        return
+
+    await asyncio.wait_for(read_comments(), 5)
+    assert comments == [": ping", ": ping"]
+
