@@ -128,3 +128,23 @@ async def test_a_worker_that_lost_its_lease_stops_writing_and_is_told(session_fa
         stored = (await session.scalars(select(RunEvent).where(RunEvent.run_id == run_id))).all()
         run = await session.get(Run, run_id)
     assert stored == [] and run.phase is None and run.next_event_seq == 1
+
+
+async def test_events_are_dated_when_the_team_emitted_them_not_when_they_were_written(
+    session_factory, database_url
+) -> None:
+    # Live-event latency is measured from created_at, so it must not include the journal's queue.
+    run_id, task_id = await leased_run(session_factory)
+    recorder = recorder_for(session_factory, database_url, run_id, task_id)
+    handed_over = []
+    for team_event in phase_burst("coding"):
+        await recorder(team_event)
+        handed_over.append(utcnow())  # the event is queued; the journal writes it at drain()
+    await recorder.drain()
+
+    async with session_factory() as session:
+        rows = (await session.scalars(select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.seq))).all()
+    created = [row.created_at for row in rows]
+    assert len(created) == len(handed_over)
+    assert all(at <= moment for at, moment in zip(created, handed_over)), (created, handed_over)
+    assert created == sorted(created)
