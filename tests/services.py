@@ -2,13 +2,16 @@
 
 A service that cannot be reached makes its tests skip with the reason, unless
 ``MGX_REQUIRE_SERVICES=1`` (set by CI), where it makes them fail.
+
+The suite runs in parallel pytest-xdist workers; a test flushes its Redis database, so each
+worker gets its own: worker ``gwK`` uses database ``D - K`` of ``TEST_REDIS_URL`` (database D).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -42,4 +45,17 @@ def postgres_url_for_tests() -> str:
 
 
 def redis_url_for_tests() -> str:
-    return os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or "0")
+    database = base - int(worker[2:])
+    if database < 0:
+        pytest.fail(
+            f"TEST_REDIS_URL names database {base}; xdist worker {worker} would need database {database} "
+            "(worker gwK uses database D-K): use a higher database or fewer workers",
+            pytrace=False,
+        )
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))

@@ -10,16 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from mgx_agent.testing.fake_llm import FakeLLMServer
 from tests.e2e.conftest import ApiServer, free_port
 from tests.e2e.events_support import api_process, iter_sse
-from tests.services import tcp_reachable, unavailable
 
 pytestmark = pytest.mark.slow
-
-EVENTS_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 @pytest.fixture
@@ -67,13 +63,10 @@ def follow_run_across_processes(a: ApiServer, b: ApiServer) -> float:
 
 
 def test_events_reach_a_subscriber_on_another_process_through_redis(
-    tmp_path: Path, postgres_url: str, fake_llm: FakeLLMServer
+    tmp_path: Path, postgres_url: str, fake_llm: FakeLLMServer, redis_url: str
 ) -> None:
-    if not tcp_reachable(EVENTS_REDIS_URL, 6379):
-        unavailable("Redis", EVENTS_REDIS_URL)
-    redis.Redis.from_url(EVENTS_REDIS_URL).flushdb()
     # A polls the database only every 30 s, so prompt delivery can only have come through Redis.
-    a, b = start_pair(tmp_path, postgres_url, fake_llm, redis_url=EVENTS_REDIS_URL, events_poll_seconds=30)
+    a, b = start_pair(tmp_path, postgres_url, fake_llm, redis_url=redis_url, events_poll_seconds=30)
     try:
         assert follow_run_across_processes(a, b) < 10, a.log_tail()
     finally:
