@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL
 from backend.app.main import create_app
 from backend.config import Settings, load_settings
 from tests.databases import PostgresTestDatabase, build_sqlite_template, sqlite_copy
+from tests.parallel import pytest_xdist_auto_num_workers, pytest_xdist_make_scheduler  # noqa: F401 (hooks)
 from tests.services import postgres_url_for_tests, redis_url_for_tests, tcp_reachable, unavailable
 
 
