@@ -291,6 +291,13 @@ def forwarded_header_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+# How long uvicorn's supervisor waits for a worker to answer its health check before it kills it.
+# A worker answers once multiprocessing has run this module again in it (spawn re-runs
+# __main__): the whole service's imports, 1.5 s on an idle host, more than uvicorn's default 5 s
+# on a loaded one, where the default killed workers mid-start and started others the same way.
+WORKER_START_SECONDS = 30
+
+
 def main() -> None:
     import uvicorn
 
@@ -315,6 +322,7 @@ def main() -> None:
             log_level=settings.log_level.lower(),
             log_config=uvicorn_log_config(settings.log_level, settings.log_format),
             access_log=False,  # one access line per request comes from backend.observability.http
+            timeout_worker_healthcheck=WORKER_START_SECONDS,
             **forwarded_header_options(settings),
         )
     finally:
