@@ -154,10 +154,12 @@ class ApiServer:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hook runs, leases stay held until they expire."""
+        """SIGKILL to the server's process group: no shutdown hook runs, leases stay held until
+        they expire; the workers of an ``API_WORKERS`` > 1 server die with their supervisor
+        instead of serving on without it."""
         if self.running():
             assert self.process is not None
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(STOP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:

@@ -5,6 +5,8 @@ goes back to the queue, the process exits 0, and the next process completes the 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -170,7 +172,8 @@ def test_sigterm_to_the_entry_point_with_two_workers_drains_each_and_exits_0(
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "backend.app.main"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "backend.app.main"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
@@ -186,9 +189,10 @@ def test_sigterm_to_the_entry_point_with_two_workers_drains_each_and_exits_0(
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0, log_path.read_text()[-3000:]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        # The workers too: after a failure they would outlive a killed supervisor, serving on.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     log = log_path.read_text()
     assert log.count("SIGTERM received: draining before shutdown") == 2, log[-3000:]
     assert log.count("drained in") == 2, log[-3000:]
