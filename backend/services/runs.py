@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.access import Principal, can_see, idempotency_scope, owner_filter, owner_of_new
 from backend.db.engine import Database
-from backend.db.models import Artifact, Run, RunEvent, Task
+from backend.db.models import Artifact, Run, RunEvent
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.run_events import RunEventRepository
 from backend.db.repositories.runs import RunRepository, new_run_row

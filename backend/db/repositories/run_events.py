@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, or_, select
@@ -31,22 +30,6 @@ class RunEventRepository:
         event = RunEvent(run_id=run.id, seq=seq, type=event_type, data=data, created_at=utcnow())
         self.session.add(event)
         return event
-
-    async def insert_reserved(
-        self,
-        run_id: uuid.UUID,
-        first_seq: int,
-        items: Sequence[tuple[str, dict[str, Any]]],
-        created_at: Sequence[datetime],
-    ) -> list[RunEvent]:
-        """Insert events under ``seq`` numbers already reserved on the run row
-        (``RunRepository.update_leased``), in one statement; ``created_at`` is one per item."""
-        events = [
-            RunEvent(run_id=run_id, seq=first_seq + index, type=event_type, data=data, created_at=at)
-            for index, ((event_type, data), at) in enumerate(zip(items, created_at, strict=True))
-        ]
-        await self.insert_numbered(events)
-        return events
 
     async def insert_numbered(self, events: Sequence[RunEvent]) -> None:
         """Insert events (of any runs) whose ``seq`` the caller took from the runs' locked
