@@ -12,6 +12,7 @@ from typing import AsyncContextManager
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -27,13 +28,20 @@ READ_ONLY_OPTION = "read_only"
 def create_engine(url: URL, *, pool_size: int = 10, max_overflow: int = 20, echo: bool = False) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         return _create_sqlite_engine(url, echo=echo)
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=max_overflow,
-        pool_pre_ping=True,
-        echo=echo,
-    )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, echo=echo)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection, _record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    """The pool's liveness check, without a round trip: a pooled connection whose server went
+    away (a restart, an idle timeout, a terminated backend) has seen its socket close, and asyncpg
+    knows it; the pool then opens a new one in its place. ``pool_pre_ping`` asked the server
+    instead, with BEGIN, an empty statement and ROLLBACK on every checkout: three round trips in
+    front of a journal write that is itself one (docs/architecture.md, "Database work per run").
+    A connection that dies unseen (no FIN) fails its statement, which invalidates the pool."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
 
 
 def create_runner_engine(url: URL) -> AsyncEngine:
