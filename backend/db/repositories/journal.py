@@ -12,7 +12,6 @@ is the same work as Core statements in one transaction. Both count in ``mgx_db_s
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db.models import Run, RunEvent
@@ -98,12 +98,14 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
     SQLAlchemy's codecs on its connections take it)."""
     values = dict(batch.values)
     updated_at = values.pop("updated_at", batch.now)  # a status change's own time, else the write's
-    columns = tuple(values)
+    unknown = values.keys() - _WRITABLE_TYPES.keys()
+    if unknown:
+        raise ValueError(f"the journal does not write these run columns: {sorted(unknown)}")
     completed, failed = run_counts(batch.mirror_status) if batch.mirror_status else (0, 0)
     count_transaction()
     count_statements(1)
     row = await driver.fetchrow(
-        _batch_sql(columns),
+        _BATCH_SQL,
         batch.run_id,
         batch.holder,
         list(batch.statuses),
@@ -122,8 +124,8 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
         batch.mirror_status,
         completed,
         failed,
-        *[json.dumps(values[column]) if column in _JSON_COLUMNS and values[column] is not None else values[column]
-          for column in columns],
+        list(values),
+        *[_encoded(column, values.get(column)) for column in _WRITABLE_TYPES],
     )
     if row is None:
         return None
@@ -131,21 +133,37 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
     return WrittenBatch(first_seq, task_id, _stamped(batch, attempt))
 
 
+def _encoded(column: str, value: Any) -> Any:
+    return json.dumps(value) if value is not None and column in _JSON_COLUMNS else value
+
+
 _JSON_COLUMNS = frozenset(column.key for column in Run.__table__.columns if isinstance(column.type, JSON))
+# What the statement may set on the run, with each column's PostgreSQL type without its length
+# (an explicit cast to varchar(32) would cut a longer value short instead of failing); the rest
+# are the run's identity and what the statement itself maintains.
+_MAINTAINED = frozenset({"id", "task_id", "created_at", "updated_at", "next_event_seq", "version"})
+_WRITABLE_TYPES = {
+    column.key: column.type.compile(dialect=postgresql.dialect()).split("(")[0]
+    for column in Run.__table__.columns
+    if column.key not in _MAINTAINED
+}
 
 
-@functools.cache
-def _batch_sql(columns: tuple[str, ...]) -> str:
-    """The batch statement for one set of run columns. Parameters: $1 run, $2 holder, $3 allowed
-    statuses, $4 events to reserve, $5 updated_at; artifacts as arrays $6 ids, $7 names, $8 media
-    types, $9 sizes, $10 digests, $11 contents, $12 their time; events as arrays $13 types, $14
-    data, $15 times; $16 the status to mirror on the task (null: none) with $17 / $18 the counts
-    it adds; then one parameter per column in ``columns``."""
+def _batch_sql() -> str:
+    """The batch statement, one text for every batch, so each pooled connection prepares it
+    once (a text per set of run columns had most writes of a fresh pool pay a prepare round trip).
+    Parameters: $1 run, $2 holder, $3 allowed statuses, $4 events to reserve, $5 updated_at;
+    artifacts as arrays $6 ids, $7 names, $8 media types, $9 sizes, $10 digests, $11 contents,
+    $12 their time; events as arrays $13 types, $14 data, $15 times; $16 the status to mirror on
+    the task (null: none) with $17 / $18 the counts it adds; $19 the names of the run columns to
+    set, then one value per writable column (null where not set)."""
     sets = [
-        f"{column} = ${index}::jsonb" if column in _JSON_COLUMNS else f"{column} = ${index}"
-        for index, column in enumerate(columns, start=19)
+        f"{column} = CASE WHEN '{column}' = ANY($19::text[]) THEN ${index}::{kind} ELSE {column} END"
+        for index, (column, kind) in enumerate(_WRITABLE_TYPES.items(), start=20)
     ]
-    assignments = ", ".join([*sets, "updated_at = $5", "next_event_seq = next_event_seq + $4", "version = version + 1"])
+    assignments = ",\n        ".join(
+        [*sets, "updated_at = $5", "next_event_seq = next_event_seq + $4", "version = version + 1"]
+    )
     return f"""
 WITH run AS (
     UPDATE runs SET {assignments}
@@ -173,3 +191,6 @@ WITH run AS (
     FROM run WHERE tasks.id = run.task_id AND $16::varchar IS NOT NULL
 )
 SELECT first_seq, task_id, attempt FROM run"""
+
+
+_BATCH_SQL = _batch_sql()
