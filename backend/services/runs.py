@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from backend.db.engine import Database
 from backend.db.models import Artifact, Run, RunEvent
 from backend.db.repositories.artifacts import ArtifactRepository
 from backend.db.repositories.run_events import RunEventRepository
+from backend.db.repositories.run_creation import create_run_postgresql
 from backend.db.repositories.runs import RunRepository, new_run_row
 from backend.db.repositories.tasks import TaskRepository
 from backend.db.types import utcnow
@@ -29,6 +31,7 @@ from backend.services.idempotency import CreatedResource, claim_creation
 from backend.services.run_archive import RunArchive, zip_artifacts
 from backend.services.events import StreamEvent, publish_committed
 from backend.services.run_journal import change_status, record_event
+from backend.services.run_signals import CHANNEL as SIGNAL_CHANNEL
 from backend.services.run_signals import RunSignals
 
 CREATE_SCOPE = "POST /runs/"
@@ -50,6 +53,28 @@ def run_read(run: Run, artifacts: Sequence[Artifact] = ()) -> RunRead:
 async def _read_with_artifacts(session: AsyncSession, run: Run) -> RunRead:
     """The answer for one run: the run and its artifacts, read in the operation's session."""
     return run_read(run, await ArtifactRepository(session).list(run.id))
+
+
+def _one_active_run(task_id: uuid.UUID) -> ConflictError:
+    return ConflictError(
+        f"task {task_id} already has an active run; wait for it, cancel it, or set config.allow_concurrent_runs",
+        extra={"task_id": str(task_id)},
+    )
+
+
+def _created_event(row: dict[str, Any]) -> RunEvent:
+    """A new run's first event, as both creation paths write it."""
+    return RunEvent(
+        run_id=row["id"],
+        seq=1,
+        type="run.created",
+        data={"task_id": str(row["task_id"]), "number": row["number"]},
+        created_at=row["created_at"],
+    )
+
+
+def _created_body(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    return RunRead.model_validate({**row, "error": None}).model_dump(mode="json"), run_location(row["id"])
 
 
 class RunService:
@@ -122,8 +147,11 @@ class RunService:
     # Creating and editing
 
     async def create_run(self, data: RunCreate, *, idempotency_key: str | None) -> CreatedResource:
-        """One Core transaction: the run row, its first event and the task's counters are only
-        written, so no ORM object is built for them."""
+        """One transaction: the run row, its first event and the task's counters are only
+        written, so no ORM object is built for them. On PostgreSQL without an idempotency key it
+        is one statement behind the task's lock (``run_creation``); otherwise Core statements."""
+        if idempotency_key is None and self.database.engine.dialect.driver == "asyncpg":
+            return await self._create_run_postgresql(data)
         async with self.database.writing() as connection:
             claim = await claim_creation(
                 connection,
@@ -142,39 +170,56 @@ class RunService:
             concurrent = {**(task.config or {}), **overrides}.get("allow_concurrent_runs", False)
             active, highest = await runs.task_run_counts(task.id, sorted(run_states.ACTIVE_STATUSES))
             if active and not concurrent:
-                raise ConflictError(
-                    f"task {task.id} already has an active run; wait for it, cancel it, "
-                    "or set config.allow_concurrent_runs",
-                    extra={"task_id": str(task.id)},
-                )
-            now = utcnow()
-            row = new_run_row(
-                task_id=task.id,
-                number=highest + 1,
-                owner=owner_of_new(self.principal),
-                status=run_states.QUEUED,
-                pending_action=PLAN,
-                overrides=overrides,
-                label=data.label,
-                notes=data.notes,
-                next_event_seq=2,
-                created_at=now,
-                queued_at=now,
-                updated_at=now,
-            )
+                raise _one_active_run(task.id)
+            row = self._new_row(data, task.id, number=highest + 1)
             await runs.insert(row)
-            event = RunEvent(
-                run_id=row["id"], seq=1, type="run.created", data={"task_id": str(task.id), "number": row["number"]},
-                created_at=now,
-            )
+            event = _created_event(row)
             await RunEventRepository(connection).insert_numbered([event])
-            await TaskRepository(connection).record_new_run(task.id, row["id"], run_states.QUEUED, now)
+            await TaskRepository(connection).record_new_run(task.id, row["id"], run_states.QUEUED, row["created_at"])
             await self.signals.announce_queued(connection)
-            body = RunRead.model_validate({**row, "error": None}).model_dump(mode="json")
-            location = run_location(row["id"])
+            body, location = _created_body(row)
             if claim is not None:
                 await claim.complete(201, body, location)
-        publish_committed(self.database.sessions, [StreamEvent.from_row(event, task.id)])
+        return self._created(event, task.id, body, location)
+
+    async def _create_run_postgresql(self, data: RunCreate) -> CreatedResource:
+        row = self._new_row(data, data.task_id, number=0)  # the statement numbers it
+        async with self.database.engine.connect() as connection:
+            creation = await create_run_postgresql(
+                connection,
+                row,
+                restricted_to=owner_filter(self.principal),
+                active_statuses=sorted(run_states.ACTIVE_STATUSES),
+                overrides=row["overrides"],
+                channel=SIGNAL_CHANNEL,
+            )
+        if not creation.found:
+            raise NotFoundError(f"task {data.task_id} does not exist")
+        if creation.number is None:
+            raise _one_active_run(data.task_id)
+        row["number"] = creation.number
+        return self._created(_created_event(row), data.task_id, *_created_body(row))
+
+    def _new_row(self, data: RunCreate, task_id: uuid.UUID, *, number: int) -> dict[str, Any]:
+        now = utcnow()
+        return new_run_row(
+            task_id=task_id,
+            number=number,
+            owner=owner_of_new(self.principal),
+            status=run_states.QUEUED,
+            pending_action=PLAN,
+            overrides=data.overrides.stored(),
+            label=data.label,
+            notes=data.notes,
+            next_event_seq=2,
+            created_at=now,
+            queued_at=now,
+            updated_at=now,
+        )
+
+    def _created(self, event: RunEvent, task_id: uuid.UUID, body: dict[str, Any], location: str) -> CreatedResource:
+        """After the commit: the run's first event to its subscribers, a local runner woken."""
+        publish_committed(self.database.sessions, [StreamEvent.from_row(event, task_id)])
         self.signals.deliver("queued")
         return CreatedResource(body, location, replayed=False)
 

@@ -214,6 +214,38 @@ async def test_concurrent_runs_allowed_by_task_config(run_app) -> None:
     assert (await client.get(f"/tasks/{task['id']}")).json()["total_runs"] == 3
 
 
+async def test_simultaneous_creations_on_one_task_make_exactly_one_run(run_app) -> None:
+    """The task's lock serialises creations: of ten at once, one makes the run and nine see it."""
+    client = await run_app(runner_workers=0)
+    task = (await client.post("/tasks/", json={"title": "race"})).json()
+    answers = await asyncio.gather(*(client.post("/runs/", json={"task_id": task["id"]}) for _ in range(10)))
+    assert sorted(answer.status_code for answer in answers) == [201] + [409] * 9
+    for answer in answers:
+        if answer.status_code == 409:
+            assert "active run" in assert_problem(answer, 409)["detail"]
+    created = next(answer.json() for answer in answers if answer.status_code == 201)
+    assert created["number"] == 1
+    stored = (await client.get("/tasks/" + task["id"])).json()
+    assert stored["total_runs"] == 1 and stored["status"] == "queued"
+    logs = (await client.get(f"/runs/{created['id']}/logs")).json()["items"]
+    assert [(item["seq"], item["type"]) for item in logs] == [(1, "run.created")]
+    assert logs[0]["data"] == {"task_id": task["id"], "number": 1}
+
+
+async def test_simultaneous_creations_with_concurrency_allowed_number_the_runs_in_order(run_app) -> None:
+    """Allowed by the run's own overrides (over the task's config saying no): every creation
+    makes a run, and the numbers are 1..10 with none taken twice."""
+    client = await run_app(runner_workers=0)
+    task = (await client.post("/tasks/", json={"title": "many", "config": {"allow_concurrent_runs": False}})).json()
+    body = {"task_id": task["id"], "overrides": {"allow_concurrent_runs": True}}
+    answers = await asyncio.gather(*(client.post("/runs/", json=body) for _ in range(10)))
+    assert [answer.status_code for answer in answers] == [201] * 10
+    assert sorted(answer.json()["number"] for answer in answers) == list(range(1, 11))
+    assert (await client.get("/tasks/" + task["id"])).json()["total_runs"] == 10
+    # Without the override the task's own config applies: an active run is there, so 409.
+    assert_problem(await client.post("/runs/", json={"task_id": task["id"]}), 409)
+
+
 async def test_unknown_task_and_run_ids(run_app) -> None:
     client = await run_app(runner_workers=0)
     assert_problem(await client.post("/runs/", json={"task_id": str(uuid.uuid4())}), 404)
