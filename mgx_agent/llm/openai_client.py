@@ -11,7 +11,7 @@ A streamed call that breaks midway, or ends with neither a finish_reason nor ``[
 retried like any other, so ``on_delta`` may see the start of the reply twice; deltas are a live
 preview, the returned content is authoritative. Each attempt has one deadline for the whole
 exchange, bodies are read in pieces up to ``max_reply_bytes`` and decoded as UTF-8 with invalid
-bytes replaced (noted in ``warnings``); a ``reasoning_content``/``reasoning`` field is returned
+bytes replaced (noted in ``warnings``), as are NUL characters; a ``reasoning_content``/``reasoning`` field is returned
 apart from the content. The request is shaped per model (``model_options``).
 """
 
@@ -267,6 +267,7 @@ class OpenAICompatibleClient:
                             size += len(thought.encode())
                         text = delta.get("content")
                         if isinstance(text, str) and text:
+                            text = _without_nul(text, warnings)
                             parts.append(text)
                             size += len(text.encode())
                             if on_delta is not None:
@@ -282,6 +283,7 @@ class OpenAICompatibleClient:
         if finish_reason == "content_filter":
             raise self._refused("the content filter stopped the reply")
         content = "".join(parts)
+        reasoning = [_without_nul(thought, warnings) for thought in reasoning]
         if usage is None:
             usage = TokenUsage(
                 _prompt_estimate(messages), estimate_tokens(content + "".join(reasoning)), estimated=True
@@ -342,6 +344,7 @@ class OpenAICompatibleClient:
             content = ""  # all tokens went to thinking; the session reports the cut-off
         if not isinstance(content, str):
             raise self._bad_response("a completion without message content")
+        content, reasoning = _without_nul(content, warnings), _without_nul(reasoning, warnings)
         if len(content.encode()) + len(reasoning.encode()) > self._config.max_reply_bytes:
             raise self._too_large()
         usage = _usage_from(body.get("usage")) or TokenUsage(
@@ -545,6 +548,19 @@ def _decode(raw: bytes, warnings: list[str]) -> str:
         if not any("invalid UTF-8" in warning for warning in warnings):
             warnings.append(note)
         return raw.decode("utf-8", "replace")
+
+
+NUL_REPLACED = "the reply held NUL characters (U+0000); they were replaced with U+FFFD"
+
+
+def _without_nul(text: str, warnings: list[str]) -> str:
+    """The text with U+0000 replaced (and noted once): no source file holds one, and PostgreSQL
+    can store one in neither text nor jsonb, so a reply carrying one failed its run there."""
+    if "\x00" not in text:
+        return text
+    if NUL_REPLACED not in warnings:
+        warnings.append(NUL_REPLACED)
+    return text.replace("\x00", "\ufffd")
 
 
 def _prompt_estimate(messages: list[ChatMessage]) -> int:

@@ -196,7 +196,7 @@ async def execute(
         exit_code=process.returncode,
         timed_out=timed_out,
         duration_seconds=duration,
-        output=output.decode("utf-8", errors="replace"),
+        output=_text(output.decode("utf-8", errors="replace")),
         result=document,
         result_problem=problem,
         peak_memory_bytes=cgroup.peak_memory_bytes() if cgroup else None,
@@ -204,6 +204,12 @@ async def execute(
 
 
 _COUNTS = ("passed", "failed", "errors", "skipped")
+
+
+def _text(value: str) -> str:
+    """What the tests printed, without NUL characters (U+FFFD instead): PostgreSQL stores none
+    in text or jsonb, so a test printing one would otherwise fail the run's write."""
+    return value.replace("\x00", "\ufffd")
 
 
 def parse_result(raw: bytes) -> dict[str, Any]:
@@ -221,7 +227,7 @@ def parse_result(raw: bytes) -> dict[str, Any]:
     if not isinstance(failures, list):
         raise ValueError("failures is not a list")
     checked["failures"] = [
-        {"test": str(item.get("test", ""))[:300], "output": str(item.get("output", ""))[-FAILURE_CHARS:]}
+        {"test": _text(str(item.get("test", ""))[:300]), "output": _text(str(item.get("output", ""))[-FAILURE_CHARS:])}
         for item in failures[:20]
         if isinstance(item, dict)
     ]

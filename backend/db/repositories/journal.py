@@ -13,6 +13,7 @@ is the same work as Core statements in one transaction. Both count in ``mgx_db_s
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,7 +120,7 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
         [content for _, content in batch.artifacts],
         batch.now,
         [kind for kind, _, _ in batch.events],
-        [json.dumps(data) for _, data, _ in batch.events],
+        [_storable_json(json.dumps(data)) for _, data, _ in batch.events],
         [at for _, _, at in batch.events],
         batch.mirror_status,
         completed,
@@ -134,7 +135,23 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
 
 
 def _encoded(column: str, value: Any) -> Any:
-    return json.dumps(value) if value is not None and column in _JSON_COLUMNS else value
+    if value is None:
+        return None
+    if column in _JSON_COLUMNS:
+        return _storable_json(json.dumps(value))
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
+# A U+0000 escape, not one that is an escaped backslash followed by "u0000".
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def _storable_json(text: str) -> str:
+    """JSON text that PostgreSQL's jsonb takes: it refuses U+0000, which the team's output can
+    carry (a plan the model wrote as JSON with a "\\u0000" in it, an engine's reply); it becomes
+    U+FFFD. SQLite stores it as it is. The sources the service knows (the model client, the
+    sandbox's output) already replace it; this is the write's own guard."""
+    return _NUL_ESCAPE.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
 
 
 _JSON_COLUMNS = frozenset(column.key for column in Run.__table__.columns if isinstance(column.type, JSON))

@@ -98,6 +98,24 @@ async def test_a_burst_of_events_is_stored_in_one_transaction_in_order(session_f
     assert artifact.name == "slugify.py" and events[2].data["sha256"] == artifact.sha256
 
 
+async def test_nul_characters_from_the_team_are_stored_whatever_the_database(session_factory, database_url) -> None:
+    """PostgreSQL refuses U+0000 in jsonb and text: the journal stores U+FFFD there instead of
+    failing the run's write; a backslash followed by the letters "u0000" is text and stays."""
+    run_id, task_id = await leased_run(session_factory)
+    recorder = recorder_for(session_factory, database_url, run_id, task_id)
+    literal = "a \\u0000 escape is text"
+    await recorder(AgentMessage(role="alex", action="WriteCode", content=f"NUL:\x00 {literal} \\\x00"))
+    await recorder(PhaseFinished(phase="coding", seconds=0.1, checkpoint={"files": {"x.py": "\x00"}}))
+    await recorder.drain()
+
+    async with session_factory() as session:
+        event = await session.scalar(select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.type == "agent.message"))
+        run = await session.get(Run, run_id)
+    nul = "\x00" if database_url.get_backend_name() == "sqlite" else "\ufffd"
+    assert event.data["content"] == f"NUL:{nul} {literal} \\{nul}"
+    assert run.checkpoint == {"files": {"x.py": nul}}
+
+
 async def test_a_revised_artifact_replaces_the_stored_one(session_factory, database_url) -> None:
     run_id, task_id = await leased_run(session_factory)
     recorder = recorder_for(session_factory, database_url, run_id, task_id)

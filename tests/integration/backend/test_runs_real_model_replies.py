@@ -3,11 +3,16 @@ HTTP, through the runner, to a run's status, result and error."""
 
 from __future__ import annotations
 
-from mgx_agent.testing.fake_llm import FakeLLMServer
+import json
+
+from sqlalchemy.engine import URL
+
+from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 from tests.integration.backend.conftest import start_run, wait_for_status
 from tests.model_replies import (
     APPROVAL_DESPITE_FAILURE,
     R1_CODE_WITH_DRAFT,
+    FIZZBUZZ_CODE,
     WRONG_TESTS,
 )
 
@@ -64,3 +69,34 @@ async def test_task_config_takes_require_passing_tests(run_app) -> None:
     assert created.json()["config"]["require_passing_tests"] is False
     refused = await client.post("/tasks/", json={"title": "t", "config": {"require_passing_tests": "no"}})
     assert refused.status_code == 422
+
+
+async def test_nul_characters_in_the_replies_do_not_fail_the_run(
+    run_app, fake_llm: FakeLLMServer, database_url: URL
+) -> None:
+    """A NUL sent raw in a reply (the client replaces it) and one written as a JSON escape inside
+    the plan (it comes out of the plan's own JSON): PostgreSQL stores neither in text or jsonb,
+    and such replies failed the run there with internal_error."""
+    client = await run_app()
+    plan = {
+        "summary": "FizzBuzz \u0000 with a NUL",
+        "complexity": "XS",
+        "steps": [{"title": "Implement fizzbuzz.py", "assignee": "alex", "detail": "a\u0000b"}],
+        "acceptance_criteria": ["fizzbuzz.py works"],
+    }
+    reply = "```json\n" + json.dumps(plan) + "\n```"
+    assert "\\u0000" in reply and "\x00" not in reply  # the NULs go as JSON escapes
+    fake_llm.enqueue(reply, action="DraftPlan")
+    code = f"```python\n# file: fizzbuzz.py\n# a NUL: \x00\n{FIZZBUZZ_CODE}```"
+    fake_llm.enqueue(FakeReply(content=code), role="alex", action="WriteCode")
+    _, run = await start_run(client, {"auto_approve_plan": True})
+
+    done = await wait_for_status(client, run["id"], {"completed", "failed"}, timeout=30)
+
+    assert done["status"] == "completed", done["error"]
+    stored_nul = "\x00" if database_url.get_backend_name() == "sqlite" else "\ufffd"
+    assert done["plan"]["summary"] == f"FizzBuzz {stored_nul} with a NUL"
+    code_file = await client.get(f"/runs/{run['id']}/artifacts/fizzbuzz.py")
+    assert "# a NUL: \ufffd\n" in code_file.text  # the client's replacement, on both databases
+    logs = (await client.get(f"/runs/{run['id']}/logs", params={"limit": 200})).json()["items"]
+    assert any("NUL characters" in item["data"].get("message", "") for item in logs if item["type"] == "run.log")

@@ -69,6 +69,24 @@ async def test_invalid_utf8_byte_is_replaced_and_logged(
     assert warnings and warnings[0].role == "alex" and warnings[0].level == "warning"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_nul_characters_in_a_reply_are_replaced_and_noted(fake_llm: FakeLLMServer, stream: bool) -> None:
+    """U+0000 (sent as the JSON escape, as a model can) reaches neither the files nor the log:
+    PostgreSQL refuses it in text and jsonb, so such a reply used to fail its run there."""
+    fake_llm.enqueue(FakeReply(content="def f():\n    return 'a\x00b'\n", reasoning="think\x00ing"))
+    config = LLMConfig(base_url=fake_llm.base_url, stream=stream, max_retries=0)
+    client = OpenAICompatibleClient(config)
+    try:
+        response = await client.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
+    finally:
+        await client.aclose()
+    assert response.content == "def f():\n    return 'a\ufffdb'\n"
+    assert response.reasoning == "think\ufffding"
+    assert [warning for warning in response.warnings if "NUL" in warning] == [
+        "the reply held NUL characters (U+0000); they were replaced with U+FFFD"
+    ]
+
+
 async def test_estimated_token_counts_are_marked(
     fake_llm: FakeLLMServer, client: OpenAICompatibleClient
 ) -> None:

@@ -214,6 +214,25 @@ async def test_host_paths_are_scrubbed_from_what_the_reviewer_sees() -> None:
     assert "<python>/" in text
 
 
+async def test_nul_characters_the_tests_print_are_replaced_in_the_report() -> None:
+    """What the generated tests print is theirs: a NUL in it (PostgreSQL stores none in text or
+    jsonb) would fail the run's write of the report; it comes back as U+FFFD."""
+    tests = [
+        SourceFile(
+            "test_nul.py",
+            "import sys\n\ndef test_nul():\n    sys.stdout.write('out\\x00put')\n    assert 'a\\x00b' == 'c'\n",
+        )
+    ]
+
+    report = await Sandbox(SandboxConfig(mode="bwrap", timeout_seconds=20)).run(CODE, tests)
+
+    assert report.status == "failed" and report.failed == 1, report.output_tail
+    text = report.output_tail + json.dumps(report.failures, ensure_ascii=False)
+    assert "\x00" not in text
+    assert "out\ufffdput" in report.failures[0]["output"] or "out\ufffdput" in report.output_tail
+    assert "a\ufffdb" in report.failures[0]["output"]
+
+
 async def test_an_output_flood_is_cut_off_and_ends_the_run() -> None:
     # pytest captures fds 1 and 2 into files; the attack writes to the saved stdout pipe (the
     # lowest-numbered pipe) instead, as fast as it can, forever.
