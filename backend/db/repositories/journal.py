@@ -95,8 +95,10 @@ async def _write_core(connection: AsyncConnection, batch: JournalBatch) -> Writt
 
 
 async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | None:
-    """The whole batch as one statement on an asyncpg connection (JSON goes as text, as
-    SQLAlchemy's codecs on its connections take it)."""
+    """The whole batch as one statement on an asyncpg connection. Every array goes as text[]
+    and is cast in SQL (contents as hex, JSON and times as text): asyncpg knows text[] of itself
+    but introspects the catalogue for uuid[], bytea[], jsonb[] and the rest, two more queries on
+    each new connection of the pool."""
     values = dict(batch.values)
     updated_at = values.pop("updated_at", batch.now)  # a status change's own time, else the write's
     unknown = values.keys() - _WRITABLE_TYPES.keys()
@@ -112,16 +114,16 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
         list(batch.statuses),
         len(batch.events),
         updated_at,
-        [uuid.uuid4() for _ in batch.artifacts],
+        [str(uuid.uuid4()) for _ in batch.artifacts],
         [summary.name for summary, _ in batch.artifacts],
         [summary.media_type for summary, _ in batch.artifacts],
-        [summary.size for summary, _ in batch.artifacts],
+        [str(summary.size) for summary, _ in batch.artifacts],
         [summary.sha256 for summary, _ in batch.artifacts],
-        [content for _, content in batch.artifacts],
+        [content.hex() for _, content in batch.artifacts],
         batch.now,
         [kind for kind, _, _ in batch.events],
         [_storable_json(json.dumps(data)) for _, data, _ in batch.events],
-        [at for _, _, at in batch.events],
+        [at.isoformat() for _, _, at in batch.events],
         batch.mirror_status,
         completed,
         failed,
@@ -171,9 +173,9 @@ def _batch_sql() -> str:
     once (a text per set of run columns had most writes of a fresh pool pay a prepare round trip).
     Parameters: $1 run, $2 holder, $3 allowed statuses, $4 events to reserve, $5 updated_at;
     artifacts as arrays $6 ids, $7 names, $8 media types, $9 sizes, $10 digests, $11 contents,
-    $12 their time; events as arrays $13 types, $14 data, $15 times; $16 the status to mirror on
-    the task (null: none) with $17 / $18 the counts it adds; $19 the names of the run columns to
-    set, then one value per writable column (null where not set)."""
+    $12 their time; events as arrays $13 types, $14 data, $15 times (every array as text[]); $16
+    the status to mirror on the task (null: none) with $17 / $18 the counts it adds; $19 the names
+    of the run columns to set, then one value per writable column (null where not set)."""
     sets = [
         f"{column} = CASE WHEN '{column}' = ANY($19::text[]) THEN ${index}::{kind} ELSE {column} END"
         for index, (column, kind) in enumerate(_WRITABLE_TYPES.items(), start=20)
@@ -184,13 +186,13 @@ def _batch_sql() -> str:
     return f"""
 WITH run AS (
     UPDATE runs SET {assignments}
-    WHERE id = $1 AND lease_owner = $2 AND cancel_requested IS false AND status = ANY($3::varchar[])
+    WHERE id = $1 AND lease_owner = $2 AND cancel_requested IS false AND status = ANY($3::text[])
     RETURNING next_event_seq - $4 AS first_seq, task_id, attempt
 ), artifacts AS (
     INSERT INTO artifacts (id, run_id, name, media_type, size, sha256, content, created_at)
-    SELECT a.id, $1, a.name, a.media_type, a.size, a.sha256, a.content, $12
-    FROM run, unnest($6::uuid[], $7::varchar[], $8::varchar[], $9::integer[], $10::varchar[], $11::bytea[])
-        AS a(id, name, media_type, size, sha256, content)
+    SELECT a.id, $1, a.name, a.media_type, a.size, a.sha256, decode(a.hex, 'hex'), $12
+    FROM run, unnest($6::text[]::uuid[], $7::text[], $8::text[], $9::text[]::integer[], $10::text[], $11::text[])
+        AS a(id, name, media_type, size, sha256, hex)
     ON CONFLICT (run_id, name) DO UPDATE SET media_type = excluded.media_type, content = excluded.content,
         size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at
 ), events AS (
@@ -198,7 +200,7 @@ WITH run AS (
     SELECT $1, run.first_seq + e.position - 1, e.type,
         CASE WHEN e.type = '{ATTEMPT_STAMPED}' THEN e.data || jsonb_build_object('attempt', run.attempt) ELSE e.data END,
         e.created_at
-    FROM run, unnest($13::varchar[], $14::jsonb[], $15::timestamptz[]) WITH ORDINALITY
+    FROM run, unnest($13::text[], $14::text[]::jsonb[], $15::text[]::timestamptz[]) WITH ORDINALITY
         AS e(type, data, created_at, position)
 ), task AS (
     UPDATE tasks SET

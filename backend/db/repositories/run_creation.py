@@ -110,7 +110,7 @@ def _create_sql() -> str:
 WITH task AS (
     SELECT id, config FROM tasks WHERE id = $1 AND ($2::varchar IS NULL OR owner = $2)
 ), counts AS (
-    SELECT count(*) FILTER (WHERE status = ANY($3::varchar[])) AS active, coalesce(max(number), 0) AS highest
+    SELECT count(*) FILTER (WHERE status = ANY($3::text[])) AS active, coalesce(max(number), 0) AS highest
     FROM runs WHERE task_id = $1
 ), allowed AS (
     SELECT task.id, counts.highest + 1 AS number FROM task, counts

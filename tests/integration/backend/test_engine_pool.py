@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from backend.db.engine import create_engine
+from backend.db.repositories import journal, run_creation
 from tests.databases import PostgresTestDatabase
 from tests.services import postgres_url_for_tests, unavailable
 
@@ -61,3 +62,18 @@ async def test_a_checkout_of_a_live_connection_sends_nothing_to_the_server(postg
         assert sent == ["BEGIN;", "ROLLBACK;"]
     finally:
         await engine.dispose()
+
+
+async def test_the_hot_statements_prepare_without_reading_the_catalogue(postgres_url: URL) -> None:
+    """The journal's write and a run's creation prepare on a new connection in one round trip:
+    an array parameter of a type asyncpg does not know of itself (uuid[], jsonb[], ...) had it
+    introspect the catalogue first, on every new connection of the pool."""
+    connection = await asyncpg.connect(postgres_url.set(drivername="postgresql").render_as_string(hide_password=False))
+    sent: list[str] = []
+    connection.add_query_logger(lambda record: sent.append(record.query))
+    try:
+        await connection.prepare(journal._BATCH_SQL)
+        await connection.prepare(run_creation._CREATE_SQL)
+    finally:
+        await connection.close()
+    assert sent == []
