@@ -7,7 +7,7 @@ requests/s (target: the service reaches at least 0.7 of the minimal app); the ra
 time per request is printed next to it, as it suffers less from other load on the machine.
 
 The minimal app runs the service's SQL statements, captured from its SQL log and copied verbatim,
-through the service's engine factory (same driver, pool and pre-ping), one transaction per
+through the service's engine factory (same driver, pool and its checkout check), one transaction per
 request like the service; it has no ORM objects, schemas, dependencies or middleware (see its
 docstring; ``tests/integration/bench`` keeps its statements in step with the service's).
 

@@ -4,7 +4,7 @@
 The statements below are the service's own, captured from its SQL log (``DEBUG=true``) and
 copied verbatim (PostgreSQL dialect of asyncpg, ``$n::TYPE`` parameters); the connections come
 from the service's engine factory (``backend.db.engine.create_engine``: same driver, pool size
-and pre-ping), and each request runs them in one transaction as the service does (reads end in
+and checkout check), and each request runs them in one transaction as the service does (reads end in
 ROLLBACK, the creation in COMMIT). What is left out is everything the service adds around the
 SQL: ORM objects, pydantic schemas, app-wide dependencies (JSON check, auth, rate limit),
 middleware, problem+json handling. ``tests/integration/bench/test_minimal_app.py`` checks that
