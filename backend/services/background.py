@@ -331,9 +331,15 @@ class BackgroundTaskRunner:
             logger.info("run %s: lease lost; another claim or a cancel took it", run_id)
         except RunInterrupted:
             pass
-        except Exception:
-            logger.exception("run %s crashed", run_id)
-            await self._fail_crashed(lease)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                # Not the run's fault: it is not failed. Its lease lapses (no heartbeat holds it
+                # any more), the reaper queues it again and it resumes from its checkpoint.
+                self.database_watch.failed(exc, f"recording run {run_id}")
+                logger.warning("run %s: stopped while the database is unavailable; it resumes once its lease lapses", run_id)
+            else:
+                logger.exception("run %s crashed", run_id)
+                await self._fail_crashed(lease)
         finally:
             self._active.pop(lease, None)
             self._lease_deadlines.pop(lease, None)

@@ -13,12 +13,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import pytest
 
 from backend.app.main import create_app
 from backend.config import load_settings
 from mgx_agent.llm import LLMConfig
+from mgx_agent.testing.fake_llm import FakeLLMServer
+from tests.integration.backend.conftest import fake_llm_config
 from tests.private_postgres import PrivatePostgres, server_binaries
 from tests.services import services_required
 
@@ -99,7 +102,6 @@ async def test_postgres_outage_keeps_live_and_fails_ready_until_the_server_retur
 
 async def test_run_signals_listener_reconnects_after_a_restart(private_postgres: PrivatePostgres) -> None:
     """Cross-process wake-ups (LISTEN/NOTIFY) come back after the server restarts."""
-    import asyncpg
     from sqlalchemy.engine import make_url
 
     from backend.services.run_signals import CHANNEL, RunSignals
@@ -131,6 +133,14 @@ async def test_run_signals_listener_reconnects_after_a_restart(private_postgres:
         await signals.close()
 
 
+async def empty_tables(cluster: PrivatePostgres) -> None:
+    connection = await asyncpg.connect(cluster.url, timeout=5)
+    try:
+        await connection.execute("TRUNCATE tasks, runs, run_events, artifacts CASCADE")
+    finally:
+        await connection.close()
+
+
 async def until_ready(client: httpx.AsyncClient) -> None:
     deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
     while (ready := await client.get("/health/ready")).status_code != 200:
@@ -159,6 +169,7 @@ async def test_postgres_stopping_and_starting_under_load_answers_503_never_500(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=20) as client:
             task = (await client.post("/tasks/", json={"title": "outage"})).json()
+            many = (await client.post("/tasks/", json={"title": "runs", "config": {"allow_concurrent_runs": True}})).json()
             stop = asyncio.Event()
 
             async def load(worker: int) -> None:
@@ -169,6 +180,8 @@ async def test_postgres_stopping_and_starting_under_load_answers_503_never_500(
                         client.post("/tasks/", json={"title": f"w{worker}"}),
                         client.patch(f"/tasks/{task['id']}", json={"description": f"w{worker}"}),
                         client.get("/runs/"),
+                        # On PostgreSQL a creation goes straight through asyncpg (run_creation).
+                        client.post("/runs/", json={"task_id": many["id"]}),
                     ):
                         response = await call
                         answers[response.status_code] += 1
@@ -199,5 +212,54 @@ async def test_postgres_stopping_and_starting_under_load_answers_503_never_500(
     gone = [r for r in caplog.records if "database unavailable while" in r.getMessage()]
     back = [r for r in caplog.records if "database is back after" in r.getMessage()]
     assert 1 <= len(gone) <= 4 and len(back) >= 1, [r.getMessage() for r in gone + back]
+    tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("backend")]
+    assert tracebacks == [], [f"{r.name}: {r.getMessage()}" for r in tracebacks][:5]
+
+
+async def test_a_run_cut_off_by_an_outage_is_not_failed_and_finishes_after_it(
+    private_postgres: PrivatePostgres, fake_llm: FakeLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database going away under a running run is not the run's fault: its execution stops
+    without a traceback, its lease lapses, and once the server is back the run is claimed again
+    and completes from its checkpoint."""
+    settings = load_settings(
+        _env_file=None,
+        database_url=private_postgres.url,
+        db_auto_migrate=True,
+        mgx_sandbox="off",
+        mgx_enable_caching=False,
+        runner_workers=1,
+        runner_poll_seconds=0.2,
+        runner_heartbeat_seconds=0.5,
+        runner_lease_seconds=2,
+    )
+    fake_llm.latency_seconds = 0.3  # a run takes long enough to be caught in the middle
+    await empty_tables(private_postgres)  # no run queued by an earlier test ahead of this one
+    app = create_app(settings, fake_llm_config(fake_llm))
+    caplog.set_level(logging.INFO)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=20) as client:
+            task = (await client.post("/tasks/", json={"title": "outage", "config": {"auto_approve_plan": True}})).json()
+            run = (await client.post("/runs/", json={"task_id": task["id"]})).json()
+            deadline = time.monotonic() + RECOVERY_TIMEOUT_SECONDS
+            while (await client.get(f"/runs/{run['id']}")).json()["status"] != "running":
+                assert time.monotonic() < deadline, "the run never started executing"
+                await asyncio.sleep(0.05)
+
+            await asyncio.to_thread(private_postgres.stop_immediately)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(private_postgres.start)
+            await until_ready(client)
+
+            deadline = time.monotonic() + 3 * RECOVERY_TIMEOUT_SECONDS
+            while (final := (await client.get(f"/runs/{run['id']}")).json())["status"] not in {"completed", "failed"}:
+                assert time.monotonic() < deadline, f"the run did not finish after the outage: {final['status']}"
+                await asyncio.sleep(0.1)
+            logs = (await client.get(f"/runs/{run['id']}/logs", params={"limit": 500})).json()["items"]
+
+    assert final["status"] == "completed", final["error"]
+    attempts = {item["data"].get("attempt") for item in logs if item["type"] == "run.status"}
+    assert len(attempts - {None}) >= 2, "the run was claimed again after the outage"
     tracebacks = [r for r in caplog.records if r.exc_info and r.name.startswith("backend")]
     assert tracebacks == [], [f"{r.name}: {r.getMessage()}" for r in tracebacks][:5]
