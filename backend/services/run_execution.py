@@ -18,11 +18,12 @@ claimed again, even by the same process) can never write to the run again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -331,9 +332,23 @@ def _journal_entry(event: TeamEvent, artifacts: dict[int, ArtifactSummary]) -> t
 
 
 def _payload(event: TeamEvent) -> dict[str, Any]:
-    data = event.to_dict()
-    data.pop("type", None)
-    return json.loads(json.dumps(data, default=str))
+    """The event's fields as plain JSON values, detached from the event: one encode and decode,
+    with nested dataclasses (an ``AgentMessage``'s ``LLMCall``) taken field by field on the way
+    (``dataclasses.asdict`` first deep-copied everything that the round trip copies again)."""
+    return json.loads(json.dumps(_fields(event), default=_json_default))
+
+
+@functools.cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(item.name for item in fields(kind))
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in _field_names(type(value))}
+
+
+def _json_default(value: Any) -> Any:
+    return _fields(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
 
 
 class _EventRecorder:
