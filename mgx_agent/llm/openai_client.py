@@ -261,11 +261,11 @@ class OpenAICompatibleClient:
                         saw_choice = True
                         finish_reason = _finish_reason(choice.get("finish_reason")) or finish_reason
                         delta = choice.get("delta") or {}
-                        thought = _reasoning_field(delta)
+                        text, part_thought = _content_parts(delta.get("content"))
+                        thought = _reasoning_field(delta) or part_thought
                         if thought:
                             reasoning.append(thought)
                             size += len(thought.encode())
-                        text = delta.get("content")
                         if isinstance(text, str) and text:
                             text = _without_nul(text, warnings)
                             parts.append(text)
@@ -338,8 +338,8 @@ class OpenAICompatibleClient:
             raise self._refused(_excerpt(str(message["refusal"])))
         if finish_reason == "content_filter":
             raise self._refused("the content filter stopped the reply")
-        content = message.get("content")
-        reasoning = _reasoning_field(message)
+        content, thought = _content_parts(message.get("content"))
+        reasoning = _reasoning_field(message) or thought
         if content is None and (reasoning or finish_reason == "length"):
             content = ""  # all tokens went to thinking; the session reports the cut-off
         if not isinstance(content, str):
@@ -525,6 +525,36 @@ async def _error_text(response: Reply) -> str:
         if len(data) > _ERROR_BODY_BYTES:
             break
     return _decode(bytes(data[:_ERROR_BODY_BYTES]), [])
+
+
+def _content_parts(content: Any) -> tuple[Any, str]:
+    """``(content, thinking)`` of a message or delta whose ``content`` may be a list of typed
+    parts, as some OpenAI-compatible servers and proxies send (Mistral's reasoning models,
+    gateways in front of Anthropic models): text parts are the content, thinking parts the
+    reasoning. A string, or anything else, is returned as it came."""
+    if not isinstance(content, list):
+        return content, ""
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("type", "text")
+            if kind in ("thinking", "reasoning"):
+                thoughts.append(_part_text(part.get(kind, part.get("text"))))
+            elif kind in ("text", "output_text"):
+                texts.append(_part_text(part.get("text")))
+    return "".join(texts), "".join(thoughts)
+
+
+def _part_text(value: Any) -> str:
+    """A part's text: a string, or (Mistral's thinking) a list of text parts."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(_part_text(item.get("text")) if isinstance(item, dict) else _part_text(item) for item in value)
+    return ""
 
 
 def _reasoning_field(message: dict[str, Any]) -> str:

@@ -11,8 +11,8 @@ from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 from tests.integration.backend.conftest import start_run, wait_for_status
 from tests.model_replies import (
     APPROVAL_DESPITE_FAILURE,
-    R1_CODE_WITH_DRAFT,
     FIZZBUZZ_CODE,
+    R1_CODE_WITH_DRAFT,
     WRONG_TESTS,
 )
 

@@ -3,10 +3,12 @@ and never sent back in a later prompt."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mgx_agent.events import AgentMessage, TeamEvent
-from mgx_agent.llm import OpenAICompatibleClient
+from mgx_agent.llm import LLMConfig, LLMSession, OpenAICompatibleClient
 from mgx_agent.llm.reasoning import split_reasoning
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 from tests.model_replies import (
@@ -99,3 +101,49 @@ async def test_streamed_reasoning_content_is_kept_apart(fake_llm: FakeLLMServer)
     finally:
         await streaming.aclose()
     assert (response.content, response.reasoning) == ("COMPLEXITY: S", "thinking hard")
+
+
+# Content as a list of typed parts, as some OpenAI-compatible servers and gateways send it:
+# Mistral's reasoning models (a thinking part holding text parts), a gateway in front of
+# Anthropic models (thinking and text parts).
+MISTRAL_CONTENT = [
+    {"type": "thinking", "thinking": [{"type": "text", "text": "the user wants "}, {"type": "text", "text": "a size"}]},
+    {"type": "text", "text": "COMPLEXITY: "},
+    {"type": "text", "text": "S"},
+]
+GATEWAY_CONTENT = [{"type": "reasoning", "text": "small task"}, {"type": "output_text", "text": "COMPLEXITY: S"}]
+
+
+@pytest.mark.parametrize(
+    ("parts", "reasoning"), [(MISTRAL_CONTENT, "the user wants a size"), (GATEWAY_CONTENT, "small task")]
+)
+async def test_content_sent_as_a_list_of_parts_is_read_as_text_and_thinking(
+    fake_llm: FakeLLMServer, client: OpenAICompatibleClient, parts: list, reasoning: str
+) -> None:
+    choice = {"index": 0, "message": {"role": "assistant", "content": parts}, "finish_reason": "stop"}
+    fake_llm.enqueue(FakeReply(body=json.dumps({"model": "magistral", "choices": [choice]})))
+
+    session = LLMSession(client, default_model="magistral")
+    response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
+
+    assert (response.content, response.reasoning) == ("COMPLEXITY: S", reasoning)
+
+
+async def test_streamed_content_parts_are_read_as_text_and_thinking(fake_llm: FakeLLMServer) -> None:
+    deltas = [
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]}]},
+        {"content": [{"type": "text", "text": "COMPLEXITY: "}]},
+        {"content": "S"},
+    ]
+    events = [{"choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
+    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    fake_llm.enqueue(FakeReply(body=body))
+    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
+    streaming = OpenAICompatibleClient(config)
+    try:
+        session = LLMSession(streaming, default_model="magistral")
+        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
+    finally:
+        await streaming.aclose()
+    assert (response.content, response.reasoning) == ("COMPLEXITY: S", "hmm")
