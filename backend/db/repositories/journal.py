@@ -128,7 +128,7 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
         completed,
         failed,
         list(values),
-        *[_encoded(column, values.get(column)) for column in _WRITABLE_TYPES],
+        *[encode_run_value(column, values.get(column)) for column in _WRITABLE_TYPES],
     )
     if row is None:
         return None
@@ -136,7 +136,9 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
     return WrittenBatch(first_seq, task_id, _stamped(batch, attempt))
 
 
-def _encoded(column: str, value: Any) -> Any:
+def encode_run_value(column: str, value: Any) -> Any:
+    """A run column's value as asyncpg takes it in the statements on PostgreSQL: JSON as text
+    (as SQLAlchemy's codecs on its connections take it), text without U+0000."""
     if value is None:
         return None
     if column in _JSON_COLUMNS:
@@ -157,15 +159,15 @@ def _storable_json(text: str) -> str:
 
 
 _JSON_COLUMNS = frozenset(column.key for column in Run.__table__.columns if isinstance(column.type, JSON))
-# What the statement may set on the run, with each column's PostgreSQL type without its length
-# (an explicit cast to varchar(32) would cut a longer value short instead of failing); the rest
-# are the run's identity and what the statement itself maintains.
-_MAINTAINED = frozenset({"id", "task_id", "created_at", "updated_at", "next_event_seq", "version"})
-_WRITABLE_TYPES = {
-    column.key: column.type.compile(dialect=postgresql.dialect()).split("(")[0]
-    for column in Run.__table__.columns
-    if column.key not in _MAINTAINED
+# Each run column's PostgreSQL type without its length, for the casts of the parameters (an
+# explicit cast to varchar(32) would cut a longer value short instead of failing).
+RUN_COLUMN_TYPES = {
+    column.key: column.type.compile(dialect=postgresql.dialect()).split("(")[0] for column in Run.__table__.columns
 }
+# What the statement may set on the run; the rest are the run's identity and what the statement
+# itself maintains.
+_MAINTAINED = frozenset({"id", "task_id", "created_at", "updated_at", "next_event_seq", "version"})
+_WRITABLE_TYPES = {column: kind for column, kind in RUN_COLUMN_TYPES.items() if column not in _MAINTAINED}
 
 
 def _batch_sql() -> str:

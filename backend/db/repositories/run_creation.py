@@ -25,11 +25,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from backend.db.models import Run
+from backend.db.repositories.journal import RUN_COLUMN_TYPES, encode_run_value
 from backend.observability.database import count_statements, count_transaction
 
 
@@ -67,7 +65,7 @@ async def create_run_postgresql(
             list(active_statuses),
             json.dumps(overrides),
             channel,
-            *[_encoded(column, row[column]) for column in _INSERTED],
+            *[encode_run_value(column, row[column]) for column in _INSERTED],
         )
         created = Creation(found=bool(record["found"]), active=int(record["active"]), number=record["number"])
         await driver.execute("COMMIT" if created.number is not None else "ROLLBACK")
@@ -88,22 +86,15 @@ async def _abandon(connection: AsyncConnection, driver: Any) -> None:
             await connection.invalidate()
 
 
-def _encoded(column: str, value: Any) -> Any:
-    return json.dumps(value) if value is not None and column in _JSON_COLUMNS else value
-
-
-_JSON_COLUMNS = frozenset(column.key for column in Run.__table__.columns if isinstance(column.type, JSON))
-# Every column but the two the statement fills itself (the task, the number), in table order,
-# with its PostgreSQL type without a length (an explicit varchar(32) cast would cut a value short).
-_INSERTED = tuple(column.key for column in Run.__table__.columns if column.key not in {"task_id", "number"})
-_TYPES = {column.key: column.type.compile(dialect=postgresql.dialect()).split("(")[0] for column in Run.__table__.columns}
+# Every column but the two the statement fills itself (the task, the number), in table order.
+_INSERTED = tuple(column for column in RUN_COLUMN_TYPES if column not in {"task_id", "number"})
 
 
 def _create_sql() -> str:
     """Parameters: $1 the task, $2 the only owner the caller may see (null: any), $3 the active
     statuses, $4 the run's config overrides (JSON), $5 the NOTIFY channel, then the run's columns
     in ``_INSERTED`` order."""
-    values = {column: f"${index}::{_TYPES[column]}" for index, column in enumerate(_INSERTED, start=6)}
+    values = {column: f"${index}::{RUN_COLUMN_TYPES[column]}" for index, column in enumerate(_INSERTED, start=6)}
     columns = ", ".join(["task_id", "number", *_INSERTED])
     selected = ", ".join(["allowed.id", "allowed.number", *values.values()])
     return f"""
