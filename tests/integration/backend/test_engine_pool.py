@@ -12,6 +12,8 @@ from sqlalchemy.engine import URL
 
 from backend.db.engine import create_engine
 from backend.db.repositories import journal, run_creation
+from backend.db.repositories.runs import new_run_row
+from backend.db.types import utcnow
 from tests.databases import PostgresTestDatabase
 from tests.services import postgres_url_for_tests, unavailable
 
@@ -77,3 +79,52 @@ async def test_the_hot_statements_prepare_without_reading_the_catalogue(postgres
     finally:
         await connection.close()
     assert sent == []
+
+
+@pytest.mark.parametrize("failure", ["cancelled waiting for the lock", "refused by the database"])
+async def test_a_creation_that_fails_half_way_leaves_no_transaction_open(postgres_url: URL, failure: str) -> None:
+    """A run's creation on PostgreSQL opens its transaction by hand (run_creation). Cancelled
+    while it waits for the task's lock (a client of the MCP tool gave up), or refused by the
+    database after BEGIN, it must leave neither a transaction nor the lock behind on the
+    connection the pool gets back: the pool's only connection serves the next creation."""
+    dsn = postgres_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    engine = create_engine(postgres_url, pool_size=1, max_overflow=0)
+    holder = await asyncpg.connect(dsn)
+    try:
+        task_id = await holder.fetchval(
+            "INSERT INTO tasks (id, title, description, config, status, total_runs, successful_runs, failed_runs,"
+            " version, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), 'locked', '', '{}', 'pending', 0, 0, 0, 1, now(), now()) RETURNING id"
+        )
+
+        async def create(label: str | None = None) -> run_creation.Creation:
+            now = utcnow()
+            row = new_run_row(
+                task_id=task_id, number=0, status="queued", pending_action="plan", next_event_seq=2,
+                created_at=now, queued_at=now, updated_at=now, label=label,
+            )
+            async with engine.connect() as connection:
+                return await run_creation.create_run_postgresql(
+                    connection, row, restricted_to=None, active_statuses=["queued"], overrides={}, channel="mgx_runs"
+                )
+
+        if failure == "cancelled waiting for the lock":
+            lock = holder.transaction()
+            await lock.start()
+            await holder.execute("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", task_id)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(create(), 0.3)
+            await lock.rollback()
+        else:
+            with pytest.raises(asyncpg.StringDataRightTruncationError):
+                await create(label="x" * 201)  # the column holds 200; the API's schema says so first
+
+        created = await asyncio.wait_for(create(), 5)
+        assert created.found and created.number == 1
+        states = await holder.fetch(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert not {row["state"] for row in states} & {"idle in transaction", "idle in transaction (aborted)"}
+    finally:
+        await holder.close()
+        await engine.dispose()
