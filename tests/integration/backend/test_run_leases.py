@@ -43,11 +43,23 @@ def fake_llm() -> Iterator[FakeLLMServer]:
         yield server
 
 
+_PROVIDERS: list[MGXTeamProvider] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_providers() -> AsyncIterator[None]:
+    """Each test's team providers close their model client (its HTTP session) when it ends."""
+    yield
+    while _PROVIDERS:
+        await _PROVIDERS.pop().aclose()
+
+
 def build_runner(
     session_factory: async_sessionmaker[AsyncSession], database_url: URL, fake_llm: FakeLLMServer, **config: float
 ) -> tuple[BackgroundTaskRunner, RunExecutor]:
     settings = make_settings(database_url, mgx_sandbox="off", mgx_enable_caching=False)
     provider = MGXTeamProvider(settings, fake_llm_config(fake_llm))
+    _PROVIDERS.append(provider)
     executor = RunExecutor(session_factory, provider, approval_ttl_seconds=600)
     # No heartbeat and no reaper pass during the test unless it asks: the test plays the stall.
     values = {"workers": 2, "lease_seconds": 30, "heartbeat_seconds": 60, "poll_seconds": 0.1, **config}
