@@ -258,9 +258,11 @@ class OpenAICompatibleClient:
                     if chunk.get("usage"):
                         usage = _usage_from(chunk["usage"]) or usage
                     for choice in chunk.get("choices") or []:
+                        if not isinstance(choice, dict):
+                            continue
                         saw_choice = True
                         finish_reason = _finish_reason(choice.get("finish_reason")) or finish_reason
-                        delta = choice.get("delta") or {}
+                        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
                         text, part_thought = _content_parts(delta.get("content"))
                         thought = _reasoning_field(delta) or part_thought
                         if thought:
@@ -368,7 +370,7 @@ class OpenAICompatibleClient:
             raise self._bad_response(f"a stream chunk that is not JSON: {_excerpt(data)}") from None
         if not isinstance(chunk, dict):
             raise self._bad_response(f"a stream chunk that is not an object: {_excerpt(data)}")
-        if "error" in chunk:
+        if chunk.get("error"):  # some gateways send "error": null in every chunk
             error = _excerpt(json.dumps(chunk["error"]))
             raise self._bad_response(f"an error in the stream: {error}")
         return chunk

@@ -147,3 +147,24 @@ async def test_streamed_content_parts_are_read_as_text_and_thinking(fake_llm: Fa
     finally:
         await streaming.aclose()
     assert (response.content, response.reasoning) == ("COMPLEXITY: S", "hmm")
+
+
+async def test_a_gateway_stream_with_null_errors_and_odd_choices_is_read(fake_llm: FakeLLMServer) -> None:
+    """Chunks as some gateways send them: ``"error": null`` in each, a first chunk with no
+    choices (Azure's prompt filter results), a choice that is not an object, a null delta."""
+    events = [
+        {"choices": [], "prompt_filter_results": [{"prompt_index": 0}], "error": None},
+        {"choices": [None, {"index": 0, "delta": None, "finish_reason": None}], "error": None},
+        {"choices": [{"index": 0, "delta": {"content": "COMPLEXITY: S"}, "finish_reason": None}], "error": None},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "error": None},
+    ]
+    body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    fake_llm.enqueue(FakeReply(body=body))
+    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
+    streaming = OpenAICompatibleClient(config)
+    try:
+        session = LLMSession(streaming, default_model="gpt-4o-mini")
+        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
+    finally:
+        await streaming.aclose()
+    assert response.content == "COMPLEXITY: S"
