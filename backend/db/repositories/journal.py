@@ -65,11 +65,17 @@ async def write_journal(engine: AsyncEngine, batch: JournalBatch) -> WrittenBatc
             return await _write_core(connection, batch)
 
 
-def _stamped(batch: JournalBatch, attempt: int) -> list[tuple[str, dict[str, Any], datetime]]:
-    return [
-        (kind, {**data, "attempt": attempt} if kind == ATTEMPT_STAMPED else data, at)
-        for kind, data, at in batch.events
-    ]
+def _stamped(
+    batch: JournalBatch, attempt: int, replaced: dict[int, dict[str, Any]] | None = None
+) -> list[tuple[str, dict[str, Any], datetime]]:
+    """The batch's events as stored: messages stamped with the attempt, and an event whose data
+    the database could not take as it was (``replaced``, by position) as it went in, so that
+    subscribers see live what a replay gives them."""
+    stamped = []
+    for index, (kind, data, at) in enumerate(batch.events):
+        data = (replaced or {}).get(index, data)
+        stamped.append((kind, {**data, "attempt": attempt} if kind == ATTEMPT_STAMPED else data, at))
+    return stamped
 
 
 async def _write_core(connection: AsyncConnection, batch: JournalBatch) -> WrittenBatch | None:
@@ -105,6 +111,9 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
     if unknown:
         raise ValueError(f"the journal does not write these run columns: {sorted(unknown)}")
     completed, failed = run_counts(batch.mirror_status) if batch.mirror_status else (0, 0)
+    encoded = [json.dumps(data) for _, data, _ in batch.events]
+    storable = [_storable_json(text) for text in encoded]
+    replaced = {index: json.loads(text) for index, text in enumerate(storable) if text is not encoded[index]}
     count_transaction()
     count_statements(1)
     row = await driver.fetchrow(
@@ -122,7 +131,7 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
         [content.hex() for _, content in batch.artifacts],
         batch.now,
         [kind for kind, _, _ in batch.events],
-        [_storable_json(json.dumps(data)) for _, data, _ in batch.events],
+        storable,
         [at.isoformat() for _, _, at in batch.events],
         batch.mirror_status,
         completed,
@@ -133,7 +142,7 @@ async def _write_postgresql(driver: Any, batch: JournalBatch) -> WrittenBatch | 
     if row is None:
         return None
     first_seq, task_id, attempt = int(row[0]), row[1], int(row[2])
-    return WrittenBatch(first_seq, task_id, _stamped(batch, attempt))
+    return WrittenBatch(first_seq, task_id, _stamped(batch, attempt, replaced))
 
 
 def encode_run_value(column: str, value: Any) -> Any:

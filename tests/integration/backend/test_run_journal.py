@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.engine import create_engine, create_session_factory
 from backend.db.models import Artifact, Run, RunEvent, Task
+from backend.db.repositories.journal import JournalBatch, write_journal
 from backend.db.types import utcnow
 from backend.observability.database import count_database_work
 from backend.services.run_execution import ClaimedRun, LeaseLostError, RunExecutor, _EventRecorder
@@ -114,6 +115,24 @@ async def test_nul_characters_from_the_team_are_stored_whatever_the_database(ses
     nul = "\x00" if database_url.get_backend_name() == "sqlite" else "\ufffd"
     assert event.data["content"] == f"NUL:{nul} {literal} \\{nul}"
     assert run.checkpoint == {"files": {"x.py": nul}}
+
+
+async def test_what_subscribers_are_handed_is_what_was_stored(session_factory, database_url) -> None:
+    """The events a write hands to the live streams are the stored ones: on PostgreSQL a NUL
+    that went in as U+FFFD is U+FFFD live too, so a replay never differs from the live view."""
+    run_id, _ = await leased_run(session_factory)
+    batch = JournalBatch(
+        run_id=run_id, holder=OWNER, statuses=("running",), values={}, now=utcnow(), artifacts=(),
+        events=[("run.plan_ready", {"plan": {"summary": "a\x00b"}}, utcnow()), ("run.log", {"message": "ok"}, utcnow())],
+        mirror_status=None,
+    )
+    written = await write_journal(session_factory.kw["bind"], batch)
+
+    async with session_factory() as session:
+        stored = (await session.scalars(select(RunEvent).where(RunEvent.run_id == run_id).order_by(RunEvent.seq))).all()
+    assert [data for _, data, _ in written.events] == [event.data for event in stored]
+    nul = "\x00" if database_url.get_backend_name() == "sqlite" else "\ufffd"
+    assert stored[0].data == {"plan": {"summary": f"a{nul}b"}}
 
 
 async def test_a_revised_artifact_replaces_the_stored_one(session_factory, database_url) -> None:
