@@ -103,6 +103,8 @@ def parse_plan(text: str) -> Plan:
             break
         except json.JSONDecodeError as exc:
             json_error = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+        except RecursionError:
+            json_error = "it is nested deeper than a plan can be"
     if data is None:
         if json_error:
             raise OutputFormatError(f"the plan is not valid JSON ({json_error})")

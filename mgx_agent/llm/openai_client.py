@@ -213,7 +213,7 @@ class OpenAICompatibleClient:
         text = _decode(raw, warnings)
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             raise self._bad_response(f"a body that is not JSON: {_excerpt(text)}") from None
         return self._parse_completion(body, payload, messages, warnings)
 
@@ -366,7 +366,7 @@ class OpenAICompatibleClient:
     def _parse_chunk(self, data: str) -> dict[str, Any]:
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._bad_response(f"a stream chunk that is not JSON: {_excerpt(data)}") from None
         if not isinstance(chunk, dict):
             raise self._bad_response(f"a stream chunk that is not an object: {_excerpt(data)}")
@@ -603,7 +603,7 @@ def _provider_message(text: str) -> str:
     """The human part of an OpenAI-style error body, or the raw text."""
     try:
         body = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text.strip()
     if isinstance(body, dict):
         error = body.get("error")

@@ -192,6 +192,8 @@ async def execute(
             )
         except (ValueError, TimeoutError) as exc:
             problem = f"the test runner's result is not valid: {exc}"
+        except RecursionError:  # the tests can write to the result's pipe too
+            problem = "the test runner's result is not valid: it is nested too deeply"
     return Execution(
         exit_code=process.returncode,
         timed_out=timed_out,

@@ -44,6 +44,7 @@ def test_bare_plan_object_followed_by_text() -> None:
         ),
         (PLAN_JSON.replace('"Alex"', '"dave"'), "steps.0.assignee"),
         (PLAN_JSON.replace('["counts words"]', "[]"), "acceptance_criteria"),
+        ('{"summary": ' + "[" * 100_000, "nested deeper than a plan can be"),
     ],
 )
 def test_invalid_plans_are_refused_with_the_reason(reply: str, problem: str) -> None:

@@ -263,8 +263,9 @@ async def test_hanging_provider_raises_timeout_error(
         '{"id": "x", "choices": []}',
         '{"choices": [{"index": 0, "message": {"role": "assistant"}}]}',
         '["a", "list"]',
+        "[" * 100_000,  # deeper than the decoder goes: a RecursionError, not a ValueError
     ],
-    ids=["not-json", "no-choices", "no-content", "not-an-object"],
+    ids=["not-json", "no-choices", "no-content", "not-an-object", "nested-too-deeply"],
 )
 async def test_malformed_body_raises_bad_response(fake_llm: FakeLLMServer, body: str) -> None:
     fake_llm.enqueue(FakeReply(body=body))
@@ -294,8 +295,9 @@ async def test_reply_cut_off_before_any_content_reports_finish_reason_length(
     assert response.reasoning == "Let me think"
 
 
-async def test_malformed_stream_raises_bad_response(fake_llm: FakeLLMServer) -> None:
-    fake_llm.enqueue(FakeReply(body="data: {broken\n\n"))
+@pytest.mark.parametrize("chunk", ["{broken", "[" * 100_000], ids=["not-json", "nested-too-deeply"])
+async def test_malformed_stream_raises_bad_response(fake_llm: FakeLLMServer, chunk: str) -> None:
+    fake_llm.enqueue(FakeReply(body=f"data: {chunk}\n\n"))
     client = client_for(fake_llm.base_url, stream=True)
     try:
         with pytest.raises(LLMBadResponseError, match="stream chunk"):

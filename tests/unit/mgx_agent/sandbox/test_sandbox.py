@@ -233,6 +233,24 @@ async def test_nul_characters_the_tests_print_are_replaced_in_the_report() -> No
     assert "a\ufffdb" in report.failures[0]["output"]
 
 
+async def test_a_result_forged_as_json_nested_too_deeply_is_refused_not_raised() -> None:
+    """The tests share the process that reports their result, so they can write to its pipe:
+    JSON nested deeper than the decoder goes (RecursionError, not a ValueError) must end as
+    an invalid result, not as an exception out of the sandbox (the run failed as crashed)."""
+    forger = (
+        "import json, os, sys\n\n"
+        "def test_forge():\n"
+        "    spec = json.loads(sys.argv[1])\n"
+        "    os.write(spec['result_fd'], b'[' * 100000)\n"
+        "    os._exit(0)\n"
+    )
+
+    report = await Sandbox(SandboxConfig(mode="bwrap", timeout_seconds=20)).run(CODE, [SourceFile("test_forge.py", forger)])
+
+    assert not report.succeeded and report.passed == 0
+    assert "nested too deeply" in report.output_tail, report.output_tail
+
+
 async def test_an_output_flood_is_cut_off_and_ends_the_run() -> None:
     # pytest captures fds 1 and 2 into files; the attack writes to the saved stdout pipe (the
     # lowest-numbered pipe) instead, as fast as it can, forever.
