@@ -89,6 +89,19 @@ async def test_calls_without_a_valid_key_are_refused(server: ApiServer) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+async def test_a_body_nested_too_deeply_is_a_parse_error_not_an_internal_one(server: ApiServer) -> None:
+    """JSON-RPC says -32700 for a body that does not parse; one nested deeper than the decoder
+    goes used to reach the SDK's catch-all (-32603, and a traceback in the log per request)."""
+    deep = '{"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    async with httpx.AsyncClient(base_url=server.base_url, headers={"Authorization": f"Bearer {ALICE}"}) as http:
+        response = await http.post("/a2a", content=deep, headers={"content-type": "application/json"})
+        plain = await http.post("/a2a", content="{oops", headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["error"]["code"] == -32700, response.text
+    assert plain.json()["error"]["code"] == -32700, plain.text  # still the SDK's own answer
+    assert "maximum recursion depth" not in server.log_tail(400)
+
+
 async def test_a_streamed_task_asks_for_the_plan_then_completes_after_approval(server: ApiServer) -> None:
     async with a2a_client(server, ALICE) as client:
         planning = await collect(client.send_message(user_message("write fizzbuzz(n)")))
