@@ -246,13 +246,15 @@ class OpenAICompatibleClient:
                 if response.status != 200:
                     text = await _error_text(response)
                     raise self._status_failure(response.status, response.headers, text, payload)
-                async for line in self._sse_lines(response, warnings):
+                async for line, ended in self._sse_lines(response, warnings):
                     if not line.startswith("data:"):
                         continue  # SSE comments (keep-alives), event names, blank separators
                     data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         saw_done = True
                         break
+                    if not ended and not _whole_json(data):
+                        break  # cut off mid-line (a proxy gave up): interrupted, so retried
                     chunk = self._parse_chunk(data)
                     model = chunk.get("model") or model
                     if chunk.get("usage"):
@@ -300,8 +302,9 @@ class OpenAICompatibleClient:
             warnings=tuple(warnings),
         )
 
-    async def _sse_lines(self, response: Reply, warnings: list[str]) -> AsyncIterator[str]:
-        """The stream's lines, decoded as UTF-8 with invalid bytes replaced (and noted once).
+    async def _sse_lines(self, response: Reply, warnings: list[str]) -> AsyncIterator[tuple[str, bool]]:
+        """The stream's lines, decoded as UTF-8 with invalid bytes replaced (and noted once),
+        each with whether its line end arrived (only the last one can lack it).
 
         Lines are split on raw bytes: a newline never occurs inside a UTF-8 sequence, so a
         character split across network reads decodes whole.
@@ -312,11 +315,11 @@ class OpenAICompatibleClient:
             while (end := buffer.find(b"\n")) >= 0:
                 line = bytes(buffer[:end]).rstrip(b"\r")
                 del buffer[: end + 1]
-                yield _decode(line, warnings)
+                yield _decode(line, warnings), True
             if len(buffer) > self._max_body_bytes:
                 raise self._too_large()
         if buffer:
-            yield _decode(bytes(buffer), warnings)
+            yield _decode(bytes(buffer), warnings), False
 
     def _parse_completion(
         self,
@@ -527,6 +530,14 @@ async def _error_text(response: Reply) -> str:
         if len(data) > _ERROR_BODY_BYTES:
             break
     return _decode(bytes(data[:_ERROR_BODY_BYTES]), [])
+
+
+def _whole_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _content_parts(content: Any) -> tuple[Any, str]:

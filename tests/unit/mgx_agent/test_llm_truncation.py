@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mgx_agent.errors import LLMStreamInterruptedError, LLMTruncatedError
@@ -86,6 +88,44 @@ async def test_stream_ending_without_finish_reason_or_done_is_retried(
         await streaming.aclose()
     assert response.content == code
     assert len(fake_llm.requests) == 2
+
+
+async def test_stream_cut_in_the_middle_of_a_chunk_is_retried_not_a_bad_response(
+    fake_llm: FakeLLMServer,
+) -> None:
+    """A proxy that gives up on its upstream may still end its own response cleanly, halfway
+    through a ``data:`` line. An event that never got its line's end was never sent (SSE
+    dispatches only complete events): the stream was interrupted, and the call is retried."""
+    first = {"choices": [{"index": 0, "delta": {"content": "COMPLEXITY"}, "finish_reason": None}]}
+    cut = 'data: ' + json.dumps(first) + '\n\ndata: {"choices": [{"index": 0, "delta": {"cont'
+    fake_llm.enqueue(FakeReply(body=cut))
+    fake_llm.enqueue(FakeReply(content="COMPLEXITY: S"))
+    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=1, retry_base_seconds=0)
+    streaming = OpenAICompatibleClient(config)
+    try:
+        response = await streaming.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
+    finally:
+        await streaming.aclose()
+    assert response.content == "COMPLEXITY: S"
+    assert len(fake_llm.requests) == 2
+
+
+async def test_a_last_chunk_without_its_line_end_still_counts(fake_llm: FakeLLMServer) -> None:
+    """A sloppy server that ends the stream right after its last chunk's JSON, with no newline:
+    the chunk is whole, so it is read (and its finish_reason ends the reply)."""
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "COMPLEXITY: S"}, "finish_reason": None}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    body = "data: " + json.dumps(chunks[0]) + "\n\ndata: " + json.dumps(chunks[1])
+    fake_llm.enqueue(FakeReply(body=body))
+    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
+    streaming = OpenAICompatibleClient(config)
+    try:
+        response = await streaming.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
+    finally:
+        await streaming.aclose()
+    assert (response.content, response.finish_reason) == ("COMPLEXITY: S", "stop")
 
 
 async def test_stream_that_always_ends_early_fails_as_interrupted(fake_llm: FakeLLMServer) -> None:
