@@ -13,6 +13,7 @@ from mgx_agent.events import AgentMessage, RunLog, TeamEvent
 from mgx_agent.llm import CallContext, LLMConfig, LLMSession, OpenAICompatibleClient
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 from tests.model_replies import FIZZBUZZ_CODE, TASK
+from tests.unit.mgx_agent.llm_support import complete_once
 from tests.unit.mgx_agent.team_support import make_team
 
 MESSAGES = [{"role": "user", "content": "Write fizzbuzz."}]
@@ -74,12 +75,7 @@ async def test_nul_characters_in_a_reply_are_replaced_and_noted(fake_llm: FakeLL
     """U+0000 (sent as the JSON escape, as a model can) reaches neither the files nor the log:
     PostgreSQL refuses it in text and jsonb, so such a reply used to fail its run there."""
     fake_llm.enqueue(FakeReply(content="def f():\n    return 'a\x00b'\n", reasoning="think\x00ing"))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=stream, max_retries=0)
-    client = OpenAICompatibleClient(config)
-    try:
-        response = await client.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
-    finally:
-        await client.aclose()
+    response = await complete_once(fake_llm, stream=stream, max_retries=0)
     assert response.content == "def f():\n    return 'a\ufffdb'\n"
     assert response.reasoning == "think\ufffding"
     assert [warning for warning in response.warnings if "NUL" in warning] == [

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mgx_agent.events import AgentMessage, TeamEvent
-from mgx_agent.llm import LLMConfig, LLMSession, OpenAICompatibleClient
+from mgx_agent.llm import LLMSession, OpenAICompatibleClient
 from mgx_agent.llm.reasoning import split_reasoning
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply
 from tests.model_replies import (
@@ -18,6 +18,7 @@ from tests.model_replies import (
     R1_CODE_WITH_DRAFT,
     TASK,
 )
+from tests.unit.mgx_agent.llm_support import chat_once
 from tests.unit.mgx_agent.team_support import make_team
 
 
@@ -91,15 +92,8 @@ async def test_reasoning_content_field_stays_out_of_the_answer_and_the_next_prom
 
 
 async def test_streamed_reasoning_content_is_kept_apart(fake_llm: FakeLLMServer) -> None:
-    from mgx_agent.llm import LLMConfig, LLMSession
-
     fake_llm.enqueue(FakeReply(content="COMPLEXITY: S", reasoning="thinking hard"))
-    streaming = OpenAICompatibleClient(LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0))
-    try:
-        session = LLMSession(streaming, default_model="deepseek-reasoner")
-        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
-    finally:
-        await streaming.aclose()
+    response = await chat_once(fake_llm, model="deepseek-reasoner", stream=True, max_retries=0)
     assert (response.content, response.reasoning) == ("COMPLEXITY: S", "thinking hard")
 
 
@@ -139,13 +133,7 @@ async def test_streamed_content_parts_are_read_as_text_and_thinking(fake_llm: Fa
     events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
     fake_llm.enqueue(FakeReply(body=body))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
-    streaming = OpenAICompatibleClient(config)
-    try:
-        session = LLMSession(streaming, default_model="magistral")
-        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
-    finally:
-        await streaming.aclose()
+    response = await chat_once(fake_llm, model="magistral", stream=True, max_retries=0)
     assert (response.content, response.reasoning) == ("COMPLEXITY: S", "hmm")
 
 
@@ -160,11 +148,5 @@ async def test_a_gateway_stream_with_null_errors_and_odd_choices_is_read(fake_ll
     ]
     body = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
     fake_llm.enqueue(FakeReply(body=body))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
-    streaming = OpenAICompatibleClient(config)
-    try:
-        session = LLMSession(streaming, default_model="gpt-4o-mini")
-        response = await session.chat("mike", "AnalyzeTask", [{"role": "user", "content": "x"}])
-    finally:
-        await streaming.aclose()
+    response = await chat_once(fake_llm, stream=True, max_retries=0)
     assert response.content == "COMPLEXITY: S"

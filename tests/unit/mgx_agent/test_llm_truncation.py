@@ -11,6 +11,7 @@ from mgx_agent.events import RunLog, TeamEvent
 from mgx_agent.llm import CallContext, LLMConfig, OpenAICompatibleClient
 from mgx_agent.testing.fake_llm import FakeLLMServer, FakeReply, demo_responder
 from tests.model_replies import FIZZBUZZ_CODE, TASK, TRUNCATED_CODE
+from tests.unit.mgx_agent.llm_support import complete_once
 from tests.unit.mgx_agent.team_support import make_team
 
 MESSAGES = [{"role": "user", "content": "Write fizzbuzz."}]
@@ -80,12 +81,7 @@ async def test_stream_ending_without_finish_reason_or_done_is_retried(
     code = f"```python\n# file: fizzbuzz.py\n{FIZZBUZZ_CODE}```"
     fake_llm.enqueue(FakeReply(content=code[:40], stream_ends_early=True))
     fake_llm.enqueue(FakeReply(content=code))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=1, retry_base_seconds=0)
-    streaming = OpenAICompatibleClient(config)
-    try:
-        response = await streaming.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
-    finally:
-        await streaming.aclose()
+    response = await complete_once(fake_llm, stream=True, max_retries=1, retry_base_seconds=0)
     assert response.content == code
     assert len(fake_llm.requests) == 2
 
@@ -100,12 +96,7 @@ async def test_stream_cut_in_the_middle_of_a_chunk_is_retried_not_a_bad_response
     cut = 'data: ' + json.dumps(first) + '\n\ndata: {"choices": [{"index": 0, "delta": {"cont'
     fake_llm.enqueue(FakeReply(body=cut))
     fake_llm.enqueue(FakeReply(content="COMPLEXITY: S"))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=1, retry_base_seconds=0)
-    streaming = OpenAICompatibleClient(config)
-    try:
-        response = await streaming.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
-    finally:
-        await streaming.aclose()
+    response = await complete_once(fake_llm, stream=True, max_retries=1, retry_base_seconds=0)
     assert response.content == "COMPLEXITY: S"
     assert len(fake_llm.requests) == 2
 
@@ -119,12 +110,7 @@ async def test_a_last_chunk_without_its_line_end_still_counts(fake_llm: FakeLLMS
     ]
     body = "data: " + json.dumps(chunks[0]) + "\n\ndata: " + json.dumps(chunks[1])
     fake_llm.enqueue(FakeReply(body=body))
-    config = LLMConfig(base_url=fake_llm.base_url, stream=True, max_retries=0)
-    streaming = OpenAICompatibleClient(config)
-    try:
-        response = await streaming.complete(MESSAGES, model="gpt-4o-mini", context=CONTEXT)
-    finally:
-        await streaming.aclose()
+    response = await complete_once(fake_llm, stream=True, max_retries=0)
     assert (response.content, response.finish_reason) == ("COMPLEXITY: S", "stop")
 
 
