@@ -47,9 +47,9 @@ async def create_run_postgresql(
     overrides: dict[str, Any],
     channel: str,
 ) -> Creation:
-    """Write ``row`` (a complete ``new_run_row``; its ``number`` is the task's next) with its first
-    event and the task's side, all or nothing. ``restricted_to``: the only owner whose task the
-    caller may see (None: any)."""
+    """Write ``row`` (a complete ``new_run_row``; the statement sets its ``number``, the task's
+    next) with its first event and the task's side, all or nothing. ``restricted_to``: the only
+    owner whose task the caller may see (None: any)."""
     task_id = row["task_id"]
     if not isinstance(task_id, uuid.UUID):  # it goes into the statement's text
         raise TypeError(f"task_id must be a UUID, not {type(task_id).__name__}")
