@@ -16,6 +16,7 @@ from rich.table import Table
 from mgx_agent.file_names import RESERVED_ARTIFACT_NAMES
 from mgx_cli import exit_codes
 from mgx_cli.client import DEFAULT_API_URL, ServiceClient, ServiceError, ServiceUnreachable
+from mgx_cli.display import plain, terminal_text
 from mgx_cli.watch import AwaitingApproval, RunWatcher
 
 
@@ -34,6 +35,8 @@ class Context:
         """``value`` as JSON with ``--json``; otherwise ``human`` (a rich renderable or text)."""
         if self.as_json or human is None:
             click.echo(json.dumps(value, indent=2))
+        elif isinstance(human, str):
+            self.console.print(terminal_text(human), markup=False, highlight=False)
         else:
             self.console.print(human)
 
@@ -100,7 +103,7 @@ def list_tasks(obj: Context, status: str | None, query: str | None, limit: int) 
     table = Table("id", "status", "title", "runs", "updated")
     for task in page["items"]:
         runs = f"{task.get('successful_runs', 0)} ok, {task.get('failed_runs', 0)} failed"
-        table.add_row(task["id"], str(task.get("status")), task["title"], runs, str(task.get("updated_at", ""))[:19])
+        table.add_row(*map(plain, (task["id"], task.get("status"), task["title"], runs, str(task.get("updated_at", ""))[:19])))
     table.caption = f"{len(page['items'])} of {page['total']}"
     obj.show(page, table)
 
@@ -155,8 +158,8 @@ def list_runs(obj: Context, task_id: str | None, status: str | None, limit: int)
     table = Table("id", "task", "status", "phase", "cost", "created")
     for run in page["items"]:
         cost = ((run.get("usage") or {}).get("total") or {}).get("cost_usd", 0)
-        table.add_row(run["id"], run["task_id"][:8], run["status"], str(run.get("phase") or "-"), f"${cost:.4f}",
-                      str(run.get("created_at", ""))[:19])
+        table.add_row(*map(plain, (run["id"], run["task_id"][:8], run["status"], run.get("phase") or "-",
+                                   f"${cost:.4f}", str(run.get("created_at", ""))[:19])))
     table.caption = f"{len(page['items'])} of {page['total']}"
     obj.show(page, table)
 
@@ -198,7 +201,7 @@ def _watch(obj: Context, client: ServiceClient, run_id: str, yes: bool, after: i
     live = obj.console.is_terminal and not obj.as_json
     status = RunWatcher(client, obj.console, live=live, assume_yes=yes).watch(run_id, after=after)
     result = client.get_run(run_id).get("result") or {}
-    click.echo(f"run {run_id} {status}" + (f": {_outcome(result)}" if result else ""))
+    click.echo(terminal_text(f"run {run_id} {status}" + (f": {_outcome(result)}" if result else "")))
     if status != "completed":
         raise SystemExit(exit_codes.RUN_NOT_COMPLETED)
 
@@ -247,7 +250,7 @@ def run_logs(obj: Context, run_id: str) -> None:
         if obj.as_json:
             obj.show(client.json("GET", f"/runs/{run_id}/logs", params={"limit": 1000}))
         else:
-            click.echo(client.transcript(run_id), nl=False)
+            click.echo(terminal_text(client.transcript(run_id)), nl=False)
 
 
 @runs.command("artifacts")
@@ -259,7 +262,7 @@ def run_artifacts(obj: Context, run_id: str) -> None:
         artifacts = client.artifacts(run_id)
     table = Table("name", "media type", "bytes", "sha256")
     for artifact in artifacts:
-        table.add_row(artifact["name"], artifact["media_type"], str(artifact["size"]), artifact["sha256"][:16])
+        table.add_row(*map(plain, (artifact["name"], artifact["media_type"], artifact["size"], artifact["sha256"][:16])))
     obj.show(artifacts, table)
 
 
@@ -307,7 +310,7 @@ def _fields(values: dict[str, Any], *names: str) -> Table:
     for name in names:
         value = values.get(name)
         text = json.dumps(value) if isinstance(value, dict | list) else ("-" if value is None else str(value))
-        table.add_row(name, text)
+        table.add_row(name, plain(text))
     return table
 
 
@@ -332,13 +335,13 @@ def main() -> None:
         exc.show()
         sys.exit(exit_codes.USAGE if exc.exit_code == 2 else exc.exit_code)
     except ServiceError as exc:
-        click.echo(f"mgx: {exc}", err=True)
+        click.echo(terminal_text(f"mgx: {exc}"), err=True)
         sys.exit(exit_codes.SERVICE_ERROR)
     except ServiceUnreachable as exc:
-        click.echo(f"mgx: {exc}", err=True)
+        click.echo(terminal_text(f"mgx: {exc}"), err=True)
         sys.exit(exit_codes.UNREACHABLE)
     except AwaitingApproval as exc:
-        click.echo(f"mgx: {exc}", err=True)
+        click.echo(terminal_text(f"mgx: {exc}"), err=True)
         sys.exit(exit_codes.AWAITING_APPROVAL)
     except (click.Abort, KeyboardInterrupt):
         click.echo("mgx: interrupted", err=True)

@@ -2,10 +2,16 @@
 
 ``RunProgress`` folds the events into what a person wants to see at a glance (status, phase,
 role, round, elapsed time, tokens, cost); ``describe_event`` is the one line an event gets.
+
+What the service sends is the model's text, the generated tests' output and other users' words:
+it reaches the terminal through ``terminal_text`` / ``plain`` only, without control characters
+(an escape sequence in a reply could clear the screen, retitle the window or plant a link) and
+never read as rich markup (``[link=...]`` in a plan would make one).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +22,19 @@ from rich.table import Table
 from rich.text import Text
 
 from mgx_cli.client import RunEvent
+
+# C0 controls but tab and newline, DEL, and C1 controls (ESC's 8-bit forms among them).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(value: Any) -> str:
+    """``value`` as text safe to print: each control character becomes U+FFFD."""
+    return _CONTROL.sub("\ufffd", str(value))
+
+
+def plain(value: Any) -> Text:
+    """``value`` as a rich ``Text`` cell: safe to print, and no markup read into it."""
+    return Text(terminal_text(value))
 
 # Events a person follows on the live display; the others only update the panel.
 NOTABLE_EVENTS = frozenset(
@@ -73,7 +92,7 @@ def describe_event(event: RunEvent) -> str:
         text = f"plan rejected: {_first_line(data.get('feedback'))}"
     else:
         text = kind.removeprefix("run.")
-    return f"#{event.seq} {kind}: {text}"
+    return terminal_text(f"#{event.seq} {kind}: {text}")
 
 
 @dataclass
@@ -122,16 +141,16 @@ class RunProgress:
 
 def render_plan(plan: dict[str, Any]) -> RenderableType:
     lines = Text()
-    lines.append(f"{plan.get('summary', '(no summary)')}\n", style="bold")
+    lines.append(terminal_text(f"{plan.get('summary', '(no summary)')}\n"), style="bold")
     if plan.get("complexity"):
-        lines.append(f"complexity {plan['complexity']}\n")
+        lines.append(terminal_text(f"complexity {plan['complexity']}\n"))
     for number, step in enumerate(plan.get("steps") or [], start=1):
-        lines.append(f"{number}. {step.get('title')} [{step.get('assignee', '?')}]\n")
+        lines.append(terminal_text(f"{number}. {step.get('title')} [{step.get('assignee', '?')}]\n"))
         if step.get("detail"):
-            lines.append(f"   {step['detail']}\n")
+            lines.append(terminal_text(f"   {step['detail']}\n"))
     criteria = plan.get("acceptance_criteria") or []
     if criteria:
         lines.append("acceptance criteria:\n")
         for criterion in criteria:
-            lines.append(f"  - {criterion}\n")
+            lines.append(terminal_text(f"  - {criterion}\n"))
     return Panel(lines, title="plan", expand=False)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 
 from mgx_cli.client import ServiceClient, ServiceError
-from mgx_cli.display import NOTABLE_EVENTS, RunProgress, describe_event, render_plan
+from mgx_cli.display import NOTABLE_EVENTS, RunProgress, describe_event, render_plan, terminal_text
 
 APPROVAL_CHOICES = {
     "y": "approve the plan",
@@ -123,6 +123,6 @@ class RunWatcher:
             if exc.status != 409:
                 raise
             # Someone answered first; the events that follow say what happened.
-            self.console.print(f"not answered: {exc}", markup=False, highlight=False)
+            self.console.print(terminal_text(f"not answered: {exc}"), markup=False, highlight=False)
             return
         self.console.print(said, markup=False, highlight=False)

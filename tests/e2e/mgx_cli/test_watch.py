@@ -66,3 +66,19 @@ def test_an_unreachable_service_exits_4(cli_server: ApiServer) -> None:
 
     assert result.returncode == 4
     assert "cannot reach the service at http://127.0.0.1:9" in result.stderr
+
+
+def test_text_from_the_service_reaches_the_terminal_without_escapes_or_markup(
+    cli_server: ApiServer, api: httpx.Client
+) -> None:
+    """A task's description is anyone's text (and a plan, a reply, a test's output, the model's):
+    printed raw, an escape sequence in it would drive the terminal and rich markup would render."""
+    description = "see \x1b[2J\x1b]0;owned\x07 and [link=https://evil.example]this[/link]"
+    task = api.post("/tasks/", json={"title": "escapes", "description": description})
+    assert task.status_code == 201, task.text
+
+    shown = run_cli(cli_server.base_url, "tasks", "show", task.json()["id"])
+
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "[link=https://evil.example]this[/link]" in shown.stdout
