@@ -28,8 +28,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def terminal_text(value: Any) -> str:
-    """``value`` as text safe to print: each control character becomes U+FFFD."""
-    return _CONTROL.sub("\ufffd", str(value))
+    """``value`` as text safe to print: CRLF line ends (models write them) become newlines, and
+    every other control character but tab becomes U+FFFD."""
+    return _CONTROL.sub("\ufffd", str(value).replace("\r\n", "\n"))
 
 
 def plain(value: Any) -> Text:

@@ -78,3 +78,10 @@ def test_table_cells_from_the_service_are_plain_text() -> None:
     table.add_row(plain("[bold]" + HOSTILE))
     shown = rendered(table)
     assert "[bold]fine" in shown and "\x1b]8;" not in shown and "\x1b[2J" not in shown
+
+
+def test_crlf_line_ends_stay_line_ends_and_a_lone_carriage_return_does_not() -> None:
+    from mgx_cli.display import terminal_text
+
+    # A lone CR would move the cursor back over what the line said so far.
+    assert terminal_text("def f():\r\n    pass\r\nok\rfake\tx") == "def f():\n    pass\nok\ufffdfake\tx"
