@@ -34,7 +34,6 @@ from backend.observability.database import count_statements, count_transaction
 @dataclass(frozen=True)
 class Creation:
     found: bool  # the task exists and the caller may see it
-    active: int  # the task's runs in an active status
     number: int | None  # the new run's number; None when nothing was written
 
 
@@ -67,7 +66,7 @@ async def create_run_postgresql(
             channel,
             *[encode_run_value(column, row[column]) for column in _INSERTED],
         )
-        created = Creation(found=bool(record["found"]), active=int(record["active"]), number=record["number"])
+        created = Creation(found=bool(record["found"]), number=record["number"])
         await driver.execute("COMMIT" if created.number is not None else "ROLLBACK")
     except BaseException:
         await _abandon(connection, driver)
@@ -121,9 +120,8 @@ WITH task AS (
 ), notified AS (
     SELECT pg_notify($5, 'queued') FROM run
 )
-SELECT (SELECT count(*) FROM task) AS found, counts.active, (SELECT number FROM run) AS number,
-    (SELECT count(*) FROM notified) AS notified
-FROM counts"""
+SELECT (SELECT count(*) FROM task) AS found, (SELECT number FROM run) AS number,
+    (SELECT count(*) FROM notified) AS notified"""
 
 
 _CREATE_SQL = _create_sql()
