@@ -35,6 +35,11 @@ class CallerContextBuilder(DefaultServerCallContextBuilder):
         return context
 
 
+# Brackets that a body can hold without any chance of reaching the decoder's recursion limit
+# (Python's default is 1000 frames), so an ordinary request is not decoded twice.
+_SHALLOW = 200
+
+
 class RefuseTooDeepJSON:
     """JSON-RPC's parse error (-32700) for a body nested deeper than Python's decoder goes. The
     SDK catches only ``JSONDecodeError`` there: the ``RecursionError`` of such a body reached its
@@ -58,7 +63,8 @@ class RefuseTooDeepJSON:
                 break
         body = b"".join(chunks)
         try:
-            json.loads(body)
+            if body.count(b"[") + body.count(b"{") > _SHALLOW:  # else it cannot nest that deep
+                json.loads(body)
         except RecursionError:
             error = {"code": -32700, "message": "Parse error: the JSON is nested too deeply"}
             await JSONResponse({"jsonrpc": "2.0", "id": None, "error": error})(scope, receive, send)
